@@ -32,10 +32,14 @@ class NonFiniteAudioError(AudioInputError, ValueError):
         self.first_frame = first_frame
 
 
-class DeviceLostError(AudioInputError, OSError):
-    """A capture device vanished or its stream failed while recording."""
+class DeviceError(AudioInputError, OSError):
+    """A capture device cannot be found or opened."""
 
     def __init__(self, device: str, reason: str) -> None:
         super().__init__(f"audio device {device}: {reason}")
         self.device = device
         self.reason = reason
+
+
+class DeviceLostError(DeviceError):
+    """A capture device vanished or its stream failed while recording."""

@@ -51,9 +51,9 @@ def mel_filterbank(cfg: FeatureConfig) -> np.ndarray:
     ramps = edges[:, None] - fft_hz[None, :]  # (F+2, K)
     lower = -ramps[:-2] / widths[:-1, None]  # (F, K)
     upper = ramps[2:] / widths[1:, None]  # (F, K)
-    weights = np.maximum(0.0, np.minimum(lower, upper))  # (F, K)
-    weights *= (2.0 / (edges[2:] - edges[:-2]))[:, None]
-    return weights.astype(np.float32)
+    weights = np.maximum(0.0, np.minimum(lower, upper)).astype(np.float32)  # (F, K)
+    weights *= (2.0 / (edges[2:] - edges[:-2]))[:, None]  # rounded like librosa: float32 triangles, then norm
+    return weights
 
 
 class Frontend:
@@ -85,7 +85,9 @@ class Frontend:
         see zeros there, which the zero-padded window ignores anyway.
         """
         cfg = self.cfg
-        need = (count - 1) * cfg.hop_length + cfg.n_fft if count > 0 else 0
+        if count == 0:
+            return np.zeros((cfg.features, 0), dtype=np.float32)
+        need = (count - 1) * cfg.hop_length + cfg.n_fft
         if len(padded) < need:
             padded = np.concatenate([padded, np.zeros(need - len(padded), dtype=np.float32)])
         view = np.lib.stride_tricks.sliding_window_view(padded[:need], cfg.n_fft)
@@ -110,18 +112,15 @@ def preemphasis(x: np.ndarray, coeff: float, previous: float | None = None) -> n
 def log_mel(
     samples: np.ndarray, cfg: FeatureConfig, window: np.ndarray | None = None, fb: np.ndarray | None = None
 ) -> np.ndarray:
-    """samples (N,) float32 at cfg.sample_rate -> log-mel (F, N // hop + 1) float32, last column(s) 0."""
-    return _log_mel(np.asarray(samples, dtype=np.float32), Frontend(cfg, window, fb))
-
-
-def _log_mel(x: np.ndarray, front: Frontend) -> np.ndarray:
+    """samples (N,) float32 at cfg.sample_rate -> log-mel (F, N // hop + 1) float32, the last column 0."""
+    front = Frontend(cfg, window, fb)
+    x = np.asarray(samples, dtype=np.float32)
     if x.ndim != 1:
         raise ValueError(f"samples must be 1-D, got shape {x.shape}")
-    cfg = front.cfg
     valid = len(x) // cfg.hop_length
     out = np.zeros((cfg.features, valid + 1), dtype=np.float32)  # (F, T)
     y = preemphasis(x, cfg.preemph) if cfg.preemph else x
-    padded = np.concatenate([np.zeros(cfg.n_fft // 2, dtype=np.float32), y])
+    padded = np.concatenate([np.zeros(cfg.n_fft // 2, dtype=np.float32), y])  # centre padding, left side
     out[:, :valid] = front.columns(padded, valid)
     return out
 
