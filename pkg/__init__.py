@@ -1,6 +1,6 @@
 """ouvir: on-device streaming speech recognition.
 
-The subpackages live in top-level folders of the repository and are mapped here by pyproject.toml:
+This folder is the root package (pyproject maps it to ``ouvir``); the subpackages live in top-level folders of the repository and are mapped here by pyproject.toml:
 ``ouvir.models`` (torch), ``ouvir.export`` (torch), ``ouvir.engine`` (numpy), ``ouvir.firmware_host`` (numpy).
 """
 
