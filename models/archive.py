@@ -25,6 +25,9 @@ class ArchiveLimits:
     max_members: int = 256
 
 
+DEFAULT_LIMITS = ArchiveLimits()
+
+
 def normalize_name(name: str) -> str:
     """``./a/b`` -> ``a/b``; raises on absolute paths and ``..`` components."""
     if name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":"):
@@ -49,8 +52,17 @@ def _check(member: tarfile.TarInfo, limits: ArchiveLimits) -> str | None:
     return name
 
 
+def _check_end(tar: tarfile.TarFile) -> None:
+    """tarfile stops silently at a truncated or garbled header after the first member; a complete archive
+    ends with a zero block where iteration stopped."""
+    tar.fileobj.seek(tar.offset)
+    end = tar.fileobj.read(tarfile.BLOCKSIZE)
+    if len(end) != tarfile.BLOCKSIZE or end.count(0) != tarfile.BLOCKSIZE:
+        raise ArchiveError(f"truncated or corrupt after {tar.offset} bytes (no end-of-archive block)")
+
+
 def read_members(
-    path: str | Path, wanted: Callable[[str], bool], limits: ArchiveLimits = ArchiveLimits()
+    path: str | Path, wanted: Callable[[str], bool], limits: ArchiveLimits = DEFAULT_LIMITS
 ) -> dict[str, bytes]:
     """Validate every member of the (optionally gzipped) tar at ``path``; return ``{name: bytes}`` for
     the regular files whose normalized name satisfies ``wanted``."""
@@ -76,6 +88,7 @@ def read_members(
                     if len(data) != member.size:
                         raise ArchiveError(f"member {member.name!r} is truncated")
                     out[name] = data
+            _check_end(tar)
     except ArchiveError as e:
         raise ArchiveError(f"{path}: {e}") from None
     except (tarfile.TarError, EOFError, OSError, zlib.error) as e:

@@ -10,7 +10,10 @@ import sentencepiece as spm
 class Tokenizer:
     def __init__(self, model_bytes: bytes):
         self.model_bytes = model_bytes
-        self._sp = spm.SentencePieceProcessor(model_proto=model_bytes)
+        try:
+            self._sp = spm.SentencePieceProcessor(model_proto=model_bytes)
+        except RuntimeError as e:
+            raise ValueError(f"not a SentencePiece model ({e})") from None
 
     @property
     def pieces(self) -> tuple[str, ...]:
