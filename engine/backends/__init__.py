@@ -1,0 +1,52 @@
+"""Backend registry: ``open_backend`` picks the module that runs a model and imports it only then.
+
+Each backend module exposes ``open(model_path, precision, lookahead_ms) -> Backend`` (see base.py):
+
+* ``torch``: a NeMo ``.nemo`` or an ouvir checkpoint file, run eagerly by ouvir.models (needs torch);
+* ``onnx`` / ``pte``: a bundle directory (engine/bundle.py) run by onnxruntime / ExecuTorch.
+
+``lookahead_ms`` selects one of the model's attention contexts (None = its default).
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+from ouvir.engine.backends.base import Backend
+
+BACKENDS = {
+    "torch": "ouvir.engine.backends.torch_backend",
+    "onnx": "ouvir.engine.backends.onnx_backend",
+    "pte": "ouvir.engine.backends.pte_backend",
+}
+PRECISIONS = ("fp32", "int8")
+
+
+def open_backend(
+    model_path: str | Path, backend: str | None = None, precision: str = "fp32", lookahead_ms: int | None = None
+) -> Backend:
+    """Open ``model_path`` with ``backend`` (None: torch for a checkpoint file, the bundle's own for a dir)."""
+    path = Path(model_path)
+    if not path.exists():
+        raise FileNotFoundError(f"model {path} does not exist")
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision {precision!r} is not one of {PRECISIONS}")
+    if backend is None:
+        backend = _bundle_backend(path) if path.is_dir() else "torch"
+    if backend not in BACKENDS:
+        raise ValueError(f"backend {backend!r} is not one of {sorted(BACKENDS)}")
+    if path.is_dir() == (backend == "torch"):
+        need = "a .nemo or ouvir checkpoint file" if backend == "torch" else "a bundle directory"
+        raise ValueError(f"backend {backend!r} needs {need}, got {path}")
+    try:
+        module = importlib.import_module(BACKENDS[backend])
+    except ModuleNotFoundError as e:
+        raise RuntimeError(f"backend {backend!r} is not available: {e}") from e
+    return module.open(path, precision, lookahead_ms)
+
+
+def _bundle_backend(path: Path) -> str:
+    from ouvir.engine.bundle import read_manifest
+
+    return str(read_manifest(path)["backend"])

@@ -6,9 +6,59 @@ encoder step and the decoder heads. State layouts follow NeMo's PyTorch API (lay
 
 from __future__ import annotations
 
-from typing import NamedTuple, Protocol
+from dataclasses import dataclass
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
+
+from ouvir.engine.features_config import FeatureConfig
+
+
+@dataclass(frozen=True)
+class ChunkGeometry:
+    """How feature columns are cut into encoder steps at one look-ahead (NeMo ``streaming_cfg`` names).
+
+    Pairs are [first step, later steps]. Derived once by models/geometry.py; bundles store it.
+    """
+
+    chunk_size: tuple[int, int]  # new feature columns per step
+    shift_size: tuple[int, int]  # read-pointer advance per step
+    pre_encode_cache_size: tuple[int, int]  # previous columns prepended (zero-padded when fewer exist)
+    drop_extra_pre_encoded: int  # leading encoder frames dropped on later steps
+    sampling_frames: tuple[int, int]  # a step needs at least this many new columns
+    subsampling_factor: int  # feature columns per encoder frame
+    att_context_size: tuple[int, int]  # (left, right) encoder frames
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ChunkGeometry:
+        """Inverse of ``dataclasses.asdict`` after a JSON round trip (lists back to pairs)."""
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
+
+@dataclass(frozen=True, eq=False)
+class ModelInfo:
+    """What the engine needs to know about the model a backend runs."""
+
+    features: FeatureConfig
+    vocabulary: tuple[str, ...]  # SentencePiece pieces; blank id == len(vocabulary)
+    geometry: ChunkGeometry
+    decoders: tuple[str, ...]  # available decoders, preferred first: "rnnt", "ctc"
+    max_symbols: int  # RNNT greedy: most tokens per encoder frame (0 without an RNNT decoder)
+    window: np.ndarray | None = None  # (win_length,) float32 analysis window stored with the model
+    filterbank: np.ndarray | None = None  # (features, n_fft // 2 + 1) float32 mel filterbank stored with it
+
+    @property
+    def blank_id(self) -> int:
+        return len(self.vocabulary)
+
+    @property
+    def frame_s(self) -> float:
+        """Duration of one encoder frame in seconds."""
+        return self.geometry.subsampling_factor * self.features.hop_length / self.features.sample_rate
+
+    @property
+    def lookahead_ms(self) -> int:
+        return round(self.geometry.att_context_size[1] * self.frame_s * 1000)
 
 
 class EncoderState(NamedTuple):
@@ -31,6 +81,7 @@ class Backend(Protocol):
 
     name: str  # "torch" | "onnx" | "pte"
     precision: str  # "fp32" | "int8"
+    info: ModelInfo
 
     def initial_state(self, batch: int = 1) -> EncoderState: ...
 

@@ -1,0 +1,209 @@
+"""The ``ouvir`` command: transcribe files, listen to a microphone, list input devices, verify a bundle.
+
+    ouvir transcribe FILE... [--model M] [--backend torch|onnx|pte] [--precision fp32|int8]
+                             [--lookahead-ms N] [--decoder rnnt|ctc] [--realtime] [--json]
+    ouvir listen [model options] [--input-backend sounddevice|pyaudio] [--device D] [--save-audio FILE]
+    ouvir devices [--input-backend sounddevice|pyaudio]
+    ouvir verify BUNDLE
+
+Output: finals on their own lines; on a terminal the open segment's partial text is rewritten in place;
+with ``--json`` every event is one JSON line. Ctrl-C stops reading input and prints the final result of
+the audio already taken in (a second Ctrl-C aborts). ``--model`` defaults to $OUVIR_MODEL.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TextIO
+
+from ouvir.engine.audio.sources import AudioSource
+from ouvir.engine.backends import BACKENDS, PRECISIONS
+from ouvir.engine.bundle import BundleError, add_verify_parser
+from ouvir.engine.errors import EngineError
+from ouvir.engine.events import Event, Final, Overload, Partial, event_to_dict
+from ouvir.engine.loop import LoopConfig, PacedSource, RealtimeLoop
+from ouvir.engine.recognizer import Recognizer
+
+MODEL_ENV = "OUVIR_MODEL"
+INPUT_BACKENDS = ("sounddevice", "pyaudio")
+
+
+class Printer:
+    """Writes events: finals as lines, partials rewritten in place on a TTY, or JSON lines."""
+
+    def __init__(self, out: TextIO, as_json: bool, label: str | None = None) -> None:
+        self.out = out
+        self.as_json = as_json
+        self.tty = out.isatty() and not as_json
+        self.label = label  # prefix (file name) when several inputs share the output
+        self._partial = False
+
+    def __call__(self, event: Event) -> None:
+        if self.as_json:
+            record = event_to_dict(event)
+            if self.label is not None:
+                record["file"] = self.label
+            self.out.write(json.dumps(record, ensure_ascii=False) + "\n")
+        elif isinstance(event, Final):
+            self.out.write(("\r\x1b[K" if self._partial else "") + self._labelled(event.text) + "\n")
+            self._partial = False
+        elif isinstance(event, Partial) and self.tty:
+            self.out.write("\r\x1b[K" + self._labelled(event.text))
+            self._partial = True
+        elif isinstance(event, Overload):
+            print(f"ouvir: falling behind: dropped {event.dropped_s:.2f} s of audio "
+                  f"({event.dropped_total_s:.2f} s in all)", file=sys.stderr)
+        self.out.flush()
+
+    def _labelled(self, text: str) -> str:
+        return text if self.label is None else f"{self.label}: {text}"
+
+
+@contextmanager
+def interrupt_stops(stop: Callable[[], None]) -> Iterator[None]:
+    """The first Ctrl-C calls ``stop`` (finish cleanly); the next one raises KeyboardInterrupt."""
+    def first(signum: int, frame: object) -> None:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        stop()
+
+    previous = signal.signal(signal.SIGINT, first)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def open_recognizer(args: argparse.Namespace) -> Recognizer:
+    if args.model is None:
+        raise ValueError(f"no model: pass --model (a .nemo file or a bundle directory) or set ${MODEL_ENV}")
+    return Recognizer.open(args.model, args.backend, args.precision, args.lookahead_ms, args.decoder)
+
+
+def transcribe(args: argparse.Namespace) -> int:
+    from ouvir.engine.audio import FileSource
+
+    rec = open_recognizer(args)
+    stop = threading.Event()
+    with interrupt_stops(stop.set):
+        for path in args.files:
+            if stop.is_set():
+                break  # Ctrl-C: later files are skipped
+            show = Printer(sys.stdout, args.json, str(path) if len(args.files) > 1 else None)
+            with FileSource(path) as source:
+                if source.conversion.resampled or source.conversion.channels > 1:
+                    print(source.conversion.describe(), file=sys.stderr)
+                if args.realtime:
+                    events = RealtimeLoop(rec, PacedSource(source), stop=stop).run()
+                else:
+                    events = _decode_source(rec, source, stop)
+                for event in events:
+                    show(event)
+    return 0
+
+
+def _decode_source(rec: Recognizer, source: AudioSource, stop: threading.Event) -> Iterator[Event]:
+    """As fast as the machine goes: every block, then the end of input."""
+    stream = rec.create_stream()
+    while not stop.is_set() and (block := source.read()) is not None:
+        stream.accept_waveform(block, rec.info.features.sample_rate)
+        yield from rec.decode(stream)
+    stream.input_finished()
+    yield from rec.decode(stream)
+
+
+def listen(args: argparse.Namespace) -> int:
+    from ouvir.engine.audio import MicSource
+
+    rec = open_recognizer(args)
+    device = int(args.device) if args.device is not None and args.device.isdigit() else args.device
+    show = Printer(sys.stdout, args.json)
+    mic = MicSource(device, backend=args.input_backend, rate=args.device_rate)
+    with mic, _audio_writer(args.save_audio) as save:
+        print(f"listening: {mic.conversion.describe()} (Ctrl-C to stop)", file=sys.stderr)
+        loop = RealtimeLoop(rec, mic, LoopConfig(max_lag_s=args.max_lag_s), on_capture=save)
+        with interrupt_stops(loop.stop):
+            for event in loop.run():
+                show(event)
+    return 0
+
+
+@contextmanager
+def _audio_writer(path: Path | None) -> Iterator[Callable | None]:
+    """--save-audio: exactly what the recognizer was given (before any overload dropping), 16 kHz mono float WAV."""
+    if path is None:
+        yield None
+        return
+    import soundfile as sf
+
+    with sf.SoundFile(str(path), "w", samplerate=16000, channels=1, subtype="FLOAT") as f:
+        yield f.write
+
+
+def devices(args: argparse.Namespace) -> int:
+    from ouvir.engine.audio import list_input_devices
+
+    found = list_input_devices(args.input_backend)
+    for d in found:
+        print(f"{d.index}: {d.name} ({d.max_input_channels} ch, {d.default_samplerate:g} Hz)")
+    if not found:
+        print(f"no input devices ({args.input_backend})", file=sys.stderr)
+    return 0
+
+
+def _model_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", type=Path, default=os.environ.get(MODEL_ENV),
+                   help=f"a .nemo / ouvir checkpoint (torch) or a bundle directory (default ${MODEL_ENV})")
+    p.add_argument("--backend", choices=sorted(BACKENDS), default=None,
+                   help="default: torch for a checkpoint file, the bundle's own for a directory")
+    p.add_argument("--precision", choices=PRECISIONS, default="fp32")
+    p.add_argument("--lookahead-ms", type=int, default=None, help="attention look-ahead (default: the model's)")
+    p.add_argument("--decoder", choices=("rnnt", "ctc"), default=None, help="default: rnnt when the model has it")
+    p.add_argument("--json", action="store_true", help="one JSON line per event (partials and finals)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ouvir", description="on-device streaming speech recognition")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("transcribe", help="transcribe audio files")
+    p.add_argument("files", nargs="+", type=Path)
+    _model_options(p)
+    p.add_argument("--realtime", action="store_true", help="feed each file at real-time pace, like a microphone")
+    p.set_defaults(func=transcribe)
+    p = sub.add_parser("listen", help="transcribe the microphone live")
+    _model_options(p)
+    p.add_argument("--input-backend", choices=INPUT_BACKENDS, default="sounddevice")
+    p.add_argument("--device", default=None, help="input device index or name (default: the system's)")
+    p.add_argument("--device-rate", type=int, default=None,
+                   help="capture rate in Hz (default: 16000 when the device takes it, else its own rate)")
+    p.add_argument("--save-audio", type=Path, default=None, help="also write the captured audio to this WAV")
+    p.add_argument("--max-lag-s", type=float, default=LoopConfig.max_lag_s,
+                   help="drop the oldest audio when decoding falls further behind than this")
+    p.set_defaults(func=listen)
+    p = sub.add_parser("devices", help="list audio input devices")
+    p.add_argument("--input-backend", choices=INPUT_BACKENDS, default="sounddevice")
+    p.set_defaults(func=devices)
+    add_verify_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (EngineError, BundleError, ValueError, FileNotFoundError, RuntimeError) as e:
+        print(f"ouvir: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:  # a second Ctrl-C, or one before any audio was taken in
+        print("ouvir: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # the reader went away (e.g. `| head`): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0

@@ -1,0 +1,214 @@
+"""The Recognizer / Stream API (sherpa-onnx's OnlineRecognizer / OnlineStream).
+
+``Recognizer`` holds the backend (weights) and the decoding settings and can serve many streams; a
+``Stream`` holds everything of one audio stream: its resampler, streaming log-mel, chunk scheduler, encoder
+caches, decoder state and the open segment.
+
+    rec = Recognizer.open("model.nemo", lookahead_ms=480)
+    stream = rec.create_stream()
+    stream.accept_waveform(samples, 16000)
+    for event in rec.decode(stream): ...      # Partial / Final
+    stream.input_finished()
+    for event in rec.decode(stream): ...      # the rest, and the last Final
+
+Segments end at endpoints (engine/endpoint.py) or with ``reset``; the last one ends when the input does.
+Encoder caches and decoder state run on across segments: the audio is one continuous signal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from ouvir.engine.audio.resample import StreamResampler
+from ouvir.engine.backends import open_backend
+from ouvir.engine.backends.base import Backend, EncoderState, ModelInfo
+from ouvir.engine.decoders import (
+    CTCState,
+    RNNTState,
+    ctc_greedy_step,
+    ctc_initial_state,
+    rnnt_greedy_step,
+    rnnt_initial_state,
+)
+from ouvir.engine.endpoint import EndpointConfig, SegmentProgress, is_endpoint
+from ouvir.engine.errors import NonFiniteAudioError
+from ouvir.engine.events import Event, Final, Partial, TokenTime
+from ouvir.engine.features import StreamingLogMel
+from ouvir.engine.scheduler import ChunkScheduler
+from ouvir.engine.tokens import Detokenizer
+
+DEFAULT_ENDPOINT = EndpointConfig()
+
+
+class Stream:
+    """One audio stream's state. Create it with ``Recognizer.create_stream()``."""
+
+    def __init__(self, info: ModelInfo, encoder_state: EncoderState, decoder_state: CTCState | RNNTState) -> None:
+        self.info = info
+        self.features = StreamingLogMel(info.features, info.window, info.filterbank)
+        self.scheduler = ChunkScheduler(info.geometry, info.features.features)
+        self.encoder_state = encoder_state
+        self.decoder_state = decoder_state
+        self.input_rate: int | None = None  # the rate of the first accept_waveform call
+        self.input_samples = 0  # samples given to accept_waveform, at input_rate
+        self.resampler: StreamResampler | None = None  # when input_rate differs from the model's
+        self.samples = 0  # samples at the model rate given to the features
+        self.finished = False  # input_finished() was called
+        self.ended = False  # the last Final has been produced; nothing more will come
+        # The open segment.
+        self.segment = 0
+        self.segment_start_frame = 0
+        self.tokens: list[TokenTime] = []
+        self.text = ""
+
+    @property
+    def frames(self) -> int:
+        """Encoder frames decoded so far."""
+        return self.decoder_state.frames
+
+    @property
+    def received_s(self) -> float:
+        return self.samples / self.info.features.sample_rate
+
+    def accept_waveform(self, samples: np.ndarray, sample_rate: int) -> None:
+        """samples (n,) float mono in [-1, 1] at ``sample_rate`` (resampled to the model rate if different)."""
+        if self.finished:
+            raise RuntimeError("accept_waveform() after input_finished(): create a new stream")
+        x = np.asarray(samples)
+        if x.ndim != 1 or not np.issubdtype(x.dtype, np.floating):
+            raise TypeError(
+                f"accept_waveform takes mono float samples (n,), got {x.dtype} {x.shape}; convert PCM with "
+                "ouvir.engine.audio (EdgeConverter / ArraySource)"
+            )
+        if not np.isfinite(x).all():
+            bad = np.flatnonzero(~np.isfinite(x))
+            raise NonFiniteAudioError("accept_waveform", len(bad), self.input_samples + int(bad[0]))
+        if self.input_rate is None:
+            self.input_rate = int(sample_rate)
+            if self.input_rate != self.info.features.sample_rate:
+                self.resampler = StreamResampler(self.input_rate, self.info.features.sample_rate)
+        elif sample_rate != self.input_rate:
+            raise ValueError(f"sample rate changed from {self.input_rate} Hz to {sample_rate} Hz within one stream")
+        self.input_samples += len(x)
+        x = x.astype(np.float32, copy=False)
+        if self.resampler is not None:
+            x = self.resampler.process(x)
+        self._features(self.features.accept(x), len(x))
+
+    def input_finished(self) -> None:
+        """No more audio: the remaining columns and the last, shorter chunk will be decoded."""
+        if self.finished:
+            return
+        if self.resampler is not None:
+            tail = self.resampler.flush()
+            self._features(self.features.accept(tail), len(tail))
+        self._features(self.features.flush(), 0)
+        self.scheduler.finish()
+        self.finished = True
+
+    def _features(self, columns: np.ndarray, samples: int) -> None:
+        self.samples += samples
+        self.scheduler.push(columns)
+
+
+class Recognizer:
+    """A loaded model and how to decode it. Stateless across streams: share it."""
+
+    def __init__(
+        self, backend: Backend, decoder: str | None = None, endpoint: EndpointConfig = DEFAULT_ENDPOINT
+    ) -> None:
+        info = backend.info
+        self.backend = backend
+        self.info = info
+        self.decoder = decoder or info.decoders[0]
+        if self.decoder not in info.decoders:
+            raise ValueError(f"decoder {self.decoder!r} is not in this model; it has {list(info.decoders)}")
+        self.endpoint = endpoint
+        self.detokenizer = Detokenizer(info.vocabulary)
+
+    @classmethod
+    def open(
+        cls,
+        model: str | Path,
+        backend: str | None = None,
+        precision: str = "fp32",
+        lookahead_ms: int | None = None,
+        decoder: str | None = None,
+        endpoint: EndpointConfig = DEFAULT_ENDPOINT,
+    ) -> Recognizer:
+        """A .nemo / ouvir checkpoint (torch backend) or a bundle directory (its onnx / pte backend)."""
+        return cls(open_backend(model, backend, precision, lookahead_ms), decoder, endpoint)
+
+    def create_stream(self) -> Stream:
+        blank = self.info.blank_id
+        if self.decoder == "rnnt":
+            state: CTCState | RNNTState = rnnt_initial_state(self.backend, blank)
+        else:
+            state = ctc_initial_state(blank)
+        return Stream(self.info, self.backend.initial_state(1), state)
+
+    def decode(self, stream: Stream) -> Iterator[Event]:
+        """Run every chunk the stream has ready; yield a Partial when the open segment's text changed and a
+        Final when it ended (endpoint, or the end of input)."""
+        while (chunk := stream.scheduler.next_chunk()) is not None:
+            encoded, encoded_len, stream.encoder_state = self.backend.encode(
+                chunk.features[None], np.array([chunk.features.shape[1]], dtype=np.int64),
+                stream.encoder_state, chunk.first,
+            )  # (1, T', D), (1,)
+            yield from self._decode_frames(stream, encoded[0, : int(encoded_len[0])])  # (T, D)
+        if stream.scheduler.done and not stream.ended:
+            stream.ended = True
+            final = self.reset(stream)
+            if final is not None:
+                yield final
+
+    def reset(self, stream: Stream) -> Final | None:
+        """End the open segment here and start the next one; returns its Final (None if it had no tokens)."""
+        final = None
+        if stream.tokens:
+            end_s = stream.frames * self.info.frame_s
+            if stream.ended:  # the last frame may reach past the audio
+                end_s = min(end_s, stream.received_s)
+            final = Final(stream.text, stream.segment, self._segment_start_s(stream), end_s, tuple(stream.tokens))
+            stream.segment += 1
+        stream.segment_start_frame = stream.frames
+        stream.tokens = []
+        stream.text = ""
+        return final
+
+    def _decode_frames(self, stream: Stream, encoded: np.ndarray) -> Iterator[Event]:
+        """encoded (T, D) valid frames of one chunk."""
+        blank = self.info.blank_id
+        if self.decoder == "rnnt":
+            emitted, stream.decoder_state = rnnt_greedy_step(
+                self.backend, encoded, stream.decoder_state, blank, self.info.max_symbols
+            )
+        else:
+            log_probs = self.backend.ctc_log_probs(encoded[None])[0]  # (T, V+1)
+            emitted, stream.decoder_state = ctc_greedy_step(log_probs, stream.decoder_state, blank)
+        frame_s = self.info.frame_s
+        pieces = self.detokenizer.pieces
+        stream.tokens += [TokenTime(tok, pieces[tok], frame, frame * frame_s) for tok, frame in emitted]
+        text = self.detokenizer.text(t.id for t in stream.tokens)
+        if text != stream.text:
+            stream.text = text
+            yield Partial(text, stream.segment, self._segment_start_s(stream))
+        if is_endpoint(self.endpoint, self._progress(stream)):
+            final = self.reset(stream)
+            if final is not None:
+                yield final
+
+    def _progress(self, stream: Stream) -> SegmentProgress:
+        frame_s = self.info.frame_s
+        quiet_from = stream.tokens[-1].frame + 1 if stream.tokens else stream.segment_start_frame
+        return SegmentProgress(
+            length_s=(stream.frames - stream.segment_start_frame) * frame_s,
+            trailing_silence_s=(stream.frames - quiet_from) * frame_s,
+            has_speech=bool(stream.tokens),
+        )
+
+    def _segment_start_s(self, stream: Stream) -> float:
+        return stream.segment_start_frame * self.info.frame_s

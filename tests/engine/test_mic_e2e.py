@@ -1,0 +1,91 @@
+"""End to end through a real (virtual) microphone: PulseAudio null sink -> ALSA pulse plugin -> PortAudio ->
+sounddevice / pyaudio -> ``ouvir listen``. The captured audio must match what was played, and the live transcript
+must equal ``ouvir transcribe`` of the audio it captured.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import soxr
+
+from tests import vmic
+from tests.conftest import NEMO_FIXTURES
+
+pytestmark = [pytest.mark.mic, pytest.mark.skipif(not vmic.available(), reason="PulseAudio tools not installed")]
+
+OUVIR = [str(Path(sys.executable).with_name("ouvir"))]  # the installed console script
+
+
+def _speech(tmp: Path) -> Path:
+    """A spoken sentence (espeak-ng), padded with silence, as a 16-bit WAV at 22.05 kHz."""
+    wav = tmp / "speech.wav"
+    subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(wav),
+                    "the quick brown fox jumps over the lazy dog"], check=True)
+    return wav
+
+
+def _final_text(stdout: str) -> str:
+    finals = [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
+    return " ".join(e["text"] for e in finals if e["type"] == "final").strip()
+
+
+def _aligned_ncc(source: np.ndarray, captured: np.ndarray) -> float:
+    """Max normalized cross-correlation of ``source`` against any offset inside ``captured``."""
+    n = len(source)
+    size = 1 << int(np.ceil(np.log2(len(captured) + n)))
+    corr = np.fft.irfft(np.fft.rfft(captured, size) * np.conj(np.fft.rfft(source, size)), size)[: len(captured)]
+    lag = int(np.argmax(corr))
+    seg = captured[lag: lag + n]
+    seg = np.pad(seg, (0, n - len(seg)))
+    return float(np.dot(seg, source) / (np.linalg.norm(seg) * np.linalg.norm(source) + 1e-12))
+
+
+@pytest.mark.parametrize("backend", ["sounddevice", "pyaudio"])
+@pytest.mark.parametrize("rate", [16000, 48000])
+def test_listen_captures_and_transcribes(tmp_path: Path, backend: str, rate: int) -> None:
+    model = NEMO_FIXTURES / "hybrid_multi.nemo"
+    speech = _speech(tmp_path)
+    saved = tmp_path / "captured.wav"
+    with vmic.VirtualMic(rate) as mic:
+        proc = subprocess.Popen(
+            [*OUVIR, "listen", "--model", str(model), "--input-backend", backend, "--device-rate", str(rate),
+             "--json", "--save-audio", str(saved)],
+            env=mic.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        try:
+            deadline = time.monotonic() + 60
+            ready = ""
+            while "listening" not in ready:  # the CLI says so on stderr once capture runs
+                assert proc.poll() is None, proc.stderr.read()
+                assert time.monotonic() < deadline, "ouvir listen did not start capturing"
+                ready = proc.stderr.readline()
+            mic.play(speech)
+            time.sleep(0.5)
+            proc.send_signal(signal.SIGINT)
+            out, err = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert proc.returncode == 0, err
+
+    source, sr = sf.read(speech, dtype="float32")
+    source = soxr.resample(source, sr, 16000)
+    captured, cap_sr = sf.read(saved, dtype="float32")
+    assert cap_sr == 16000
+    assert len(captured) >= len(source)
+    assert _aligned_ncc(source, captured) >= 0.97
+
+    live = _final_text(out)
+    offline = subprocess.run([*OUVIR, "transcribe", str(saved), "--model", str(model), "--json"],
+                             capture_output=True, text=True, check=True)
+    assert live, "no final result from ouvir listen"
+    assert live == _final_text(offline.stdout)
