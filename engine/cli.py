@@ -1,7 +1,8 @@
 """The ``ouvir`` command: transcribe files, listen to a microphone, list input devices, verify a bundle.
 
     ouvir transcribe FILE... [--model M] [--backend torch|onnx|pte] [--precision fp32|int8]
-                             [--lookahead-ms N] [--decoder rnnt|ctc] [--realtime] [--json]
+                             [--lookahead-ms N] [--decoder rnnt|ctc] [--realtime] [--json] [--channel N]
+    ouvir transcribe - --raw-format s16le --rate 48000 --channels 2     (raw PCM on stdin)
     ouvir listen [model options] [--input-backend sounddevice|pyaudio] [--device D] [--save-audio FILE]
     ouvir devices [--input-backend sounddevice|pyaudio]
     ouvir verify BUNDLE
@@ -87,9 +88,16 @@ def open_recognizer(args: argparse.Namespace) -> Recognizer:
     return Recognizer.open(args.model, args.backend, args.precision, args.lookahead_ms, args.decoder)
 
 
-def transcribe(args: argparse.Namespace) -> int:
-    from ouvir.engine.audio import FileSource
+def _open_input(path: Path, args: argparse.Namespace) -> AudioSource:
+    """A file, or headerless PCM on stdin for ``-``; either is converted to 16 kHz mono once, here."""
+    from ouvir.engine.audio import FileSource, RawSource
 
+    if str(path) == "-":
+        return RawSource(sys.stdin.buffer, args.raw_format, args.rate, args.channels, args.channel, name="stdin")
+    return FileSource(path, channel=args.channel)
+
+
+def transcribe(args: argparse.Namespace) -> int:
     rec = open_recognizer(args)
     stop = threading.Event()
     with interrupt_stops(stop.set):
@@ -97,7 +105,7 @@ def transcribe(args: argparse.Namespace) -> int:
             if stop.is_set():
                 break  # Ctrl-C: later files are skipped
             show = Printer(sys.stdout, args.json, str(path) if len(args.files) > 1 else None)
-            with FileSource(path) as source:
+            with _open_input(path, args) as source:
                 if source.conversion.resampled or source.conversion.channels > 1:
                     print(source.conversion.describe(), file=sys.stderr)
                 if args.realtime:
@@ -176,6 +184,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("files", nargs="+", type=Path)
     _model_options(p)
     p.add_argument("--realtime", action="store_true", help="feed each file at real-time pace, like a microphone")
+    p.add_argument("--channel", type=int, default=None, help="use this channel (0-based) instead of the downmix")
+    p.add_argument("--raw-format", default="s16le", choices=("u8", "s8le", "s16le", "s24le", "s32le", "f32le", "f64le"),
+                   help="sample format of raw PCM on stdin (FILE '-')")
+    p.add_argument("--rate", type=int, default=16000, help="sample rate of raw PCM on stdin")
+    p.add_argument("--channels", type=int, default=1, help="channel count of raw PCM on stdin")
     p.set_defaults(func=transcribe)
     p = sub.add_parser("listen", help="transcribe the microphone live")
     _model_options(p)

@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from ouvir.engine.cli import Printer, main
@@ -119,3 +120,19 @@ def test_realtime_ctrl_c_prints_the_final_of_the_audio_so_far(nemo_dir):
     assert len(finals) == 1 and 0 < len(finals[0]["text"]) < len(text)
     assert text.startswith(finals[0]["text"].rsplit(" ", 1)[0])
     assert events[-1]["type"] == "lag" and events[-1]["captured_s"] < 7.0
+
+
+def test_raw_pcm_on_stdin_with_a_chosen_channel(nemo_dir):
+    """Headerless stereo s16le on stdin; the speech is in channel 1, noise in channel 0: ``--channel 1`` gives
+    exactly the text of the file."""
+    import soundfile as sf
+
+    mono, rate = sf.read(nemo_dir / "test_audio.wav", dtype="int16")
+    noise = np.random.default_rng(0).integers(-8000, 8000, len(mono), dtype=np.int16)
+    stereo = np.stack([noise, mono], axis=1).tobytes()
+    out = subprocess.run([str(OUVIR), "transcribe", "-", "--model", str(nemo_dir / "hybrid_multi.nemo"),
+                          "--raw-format", "s16le", "--rate", str(rate), "--channels", "2", "--channel", "1"],
+                         input=stereo, capture_output=True, timeout=120, env=ONE_THREAD)
+    assert out.returncode == 0, out.stderr.decode()
+    text = reference(nemo_dir, "hybrid_multi")[0]["streaming"]["c70_13"]["rnnt_text"]
+    assert out.stdout.decode() == text + "\n"
