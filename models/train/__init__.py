@@ -1,0 +1,1 @@
+"""Training recipe: synthetic speech data (text, tts, augment, data)."""
