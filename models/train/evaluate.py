@@ -1,0 +1,141 @@
+"""Word error rate of a model on a manifest, streaming (through the engine, any backend) and offline (torch).
+
+    python -m ouvir.models.train.evaluate --model M --data DIR [--split test] [--backend torch|onnx|pte]
+        [--precision fp32|int8] [--lookahead-ms N ...] [--decoder rnnt|ctc] [--offline] [--limit N] [--out F]
+
+Streaming runs each utterance through ``Recognizer`` exactly as ``ouvir transcribe`` does (features, chunk
+scheduler, the backend's graphs, the numpy decoders) and joins the Finals; offline runs the whole utterance
+through the torch encoder at the same look-ahead with the torch greedy decoders. Prints one line per setting
+and writes a JSON report with per-utterance hypotheses.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ouvir.engine.audio import FileSource
+from ouvir.engine.recognizer import Recognizer
+from ouvir.models.train.batching import Utterance, read_split
+from ouvir.models.train.wer import word_error_rate
+
+
+@dataclass(frozen=True)
+class Score:
+    mode: str  # "streaming" | "offline"
+    backend: str
+    precision: str
+    lookahead_ms: int
+    decoder: str
+    wer: float
+    utterances: int
+    audio_s: float
+    compute_s: float
+    hypotheses: tuple[str, ...]
+
+    def line(self) -> str:
+        return (f"{self.mode:9s} {self.backend:5s} {self.precision:4s} {self.lookahead_ms:5d} ms {self.decoder:4s} "
+                f"WER {100 * self.wer:6.2f} %  ({self.utterances} utts, RTF {self.compute_s / self.audio_s:.3f})")
+
+
+def load_audio(path: str) -> np.ndarray:
+    with FileSource(path) as source:
+        blocks = []
+        while (block := source.read()) is not None:
+            blocks.append(block)
+    return np.concatenate(blocks) if blocks else np.zeros(0, np.float32)
+
+
+def streaming_texts(rec: Recognizer, audios: Sequence[np.ndarray]) -> list[str]:
+    texts = []
+    for audio in audios:
+        stream = rec.create_stream()
+        stream.accept_waveform(audio, 16000)
+        stream.input_finished()
+        finals = [e.text for e in rec.decode(stream) if type(e).__name__ == "Final"]
+        texts.append(" ".join(t for t in finals if t).strip())
+    return texts
+
+
+def offline_texts(model_path: Path, audios: Sequence[np.ndarray], context: tuple[int, int], decoder: str) -> list[str]:
+    import torch
+
+    from ouvir.engine.features import log_mel
+    from ouvir.models.decoding import ctc_greedy, ctc_initial_state, rnnt_greedy, rnnt_initial_state
+    if model_path.suffix == ".nemo":
+        from ouvir.models.nemo import load_nemo as load
+    else:
+        from ouvir.models.checkpoint import load_checkpoint as load
+    loaded = load(model_path)
+    model, cfg, tok = loaded.model, loaded.config, loaded.tokenizer
+    texts = []
+    with torch.inference_mode():
+        for audio in audios:
+            feats = torch.from_numpy(log_mel(audio, cfg.features, loaded.window, loaded.fb))[None]  # (1, F, T)
+            length = torch.tensor([len(audio) // cfg.features.hop_length])
+            encoded, enc_len = model.encoder(feats, length, context)  # (1, D, T')
+            if decoder == "ctc":
+                hyp, _ = ctc_greedy(model.ctc(encoded), enc_len, ctc_initial_state(1, cfg.blank_id))
+            else:
+                state = rnnt_initial_state(model.predictor, model.joint, 1)
+                hyp, _ = rnnt_greedy(model.predictor, model.joint, encoded, enc_len, state, cfg.rnnt.max_symbols)
+            texts.append(tok.decode(hyp.tokens[0]))
+    return texts
+
+
+def evaluate(model: Path, utts: Sequence[Utterance], backend: str | None, precision: str, lookahead_ms: int | None,
+             decoder: str | None, offline: bool) -> list[Score]:
+    audios = [load_audio(u.path) for u in utts]
+    refs = [u.text for u in utts]
+    audio_s = sum(len(a) for a in audios) / 16000
+    rec = Recognizer.open(model, backend, precision, lookahead_ms, decoder)
+    ms = round(rec.info.lookahead_ms)
+    start = time.process_time()
+    hyps = streaming_texts(rec, audios)
+    scores = [Score("streaming", rec.backend.name, precision, ms, rec.decoder, word_error_rate(refs, hyps),
+                    len(utts), audio_s, time.process_time() - start, tuple(hyps))]
+    if offline:
+        start = time.process_time()
+        hyps = offline_texts(model, audios, tuple(rec.info.geometry.att_context_size), rec.decoder)
+        scores.append(Score("offline", "torch", "fp32", ms, rec.decoder, word_error_rate(refs, hyps), len(utts),
+                            audio_s, time.process_time() - start, tuple(hyps)))
+    return scores
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m ouvir.models.train.evaluate", description=__doc__.splitlines()[0])
+    p.add_argument("--model", type=Path, required=True, help=".ouvir / .nemo checkpoint or bundle directory")
+    p.add_argument("--data", type=Path, required=True, help="dataset folder (test.jsonl or test.pack/)")
+    p.add_argument("--split", default="test")
+    p.add_argument("--backend", choices=("torch", "onnx", "pte"), default=None)
+    p.add_argument("--precision", choices=("fp32", "int8"), default="fp32")
+    p.add_argument("--lookahead-ms", type=int, nargs="*", default=[None])
+    p.add_argument("--decoder", choices=("rnnt", "ctc"), default=None)
+    p.add_argument("--offline", action="store_true", help="also the offline WER (torch checkpoints only)")
+    p.add_argument("--limit", type=int, default=None, help="first N utterances only")
+    p.add_argument("--out", type=Path, default=None, help="JSON report")
+    a = p.parse_args(argv)
+    import torch
+
+    torch.set_num_threads(1)
+    utts = read_split(a.data, a.split)[: a.limit]
+    scores = []
+    for ms in a.lookahead_ms:
+        for score in evaluate(a.model, utts, a.backend, a.precision, ms, a.decoder, a.offline):
+            print(score.line(), flush=True)
+            scores.append(score)
+    if a.out is not None:
+        report = {"model": str(a.model), "data": str(a.data), "split": a.split, "references": [u.text for u in utts],
+                  "scores": [asdict(s) for s in scores]}
+        a.out.write_text(json.dumps(report, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,32 @@
+"""The WER tool: streaming through the engine and offline through torch, on a one-utterance manifest whose
+reference is NeMo's own transcript of the fixture audio."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from ouvir.models.train.evaluate import main
+from ouvir.models.train.wer import word_error_rate
+
+pytest.importorskip("torch")
+
+
+def test_streaming_and_offline_wer_against_nemos_transcripts(nemo_dir, tmp_path, capsys):
+    ref = json.loads((nemo_dir / "hybrid_multi_reference.json").read_text())
+    streaming, offline = ref["streaming"]["c70_0"]["rnnt_text"], ref["offline"]["c70_0"]["rnnt_text"]
+    shutil.copy(nemo_dir / "test_audio.wav", tmp_path / "a.wav")
+    (tmp_path / "test.jsonl").write_text(json.dumps({"audio_filepath": "a.wav", "duration": 8.0,
+                                                     "text": streaming}) + "\n")
+    report = tmp_path / "report.json"
+    argv = ["--model", str(nemo_dir / "hybrid_multi.nemo"), "--data", str(tmp_path), "--lookahead-ms", "0",
+            "--offline", "--out", str(report)]
+    assert main(argv) == 0
+    scores = json.loads(report.read_text())["scores"]
+    assert [s["mode"] for s in scores] == ["streaming", "offline"]
+    assert scores[0]["hypotheses"] == [streaming] and scores[0]["wer"] == 0.0
+    assert scores[1]["hypotheses"] == [offline]
+    assert scores[1]["wer"] == word_error_rate([streaming], [offline])
+    assert "WER   0.00 %" in capsys.readouterr().out
