@@ -26,8 +26,10 @@ from pathlib import Path
 from typing import TextIO
 
 from ouvir.engine.audio.sources import AudioSource
+from ouvir.engine.audio.writer import audio_writer
 from ouvir.engine.backends import BACKENDS, PRECISIONS
 from ouvir.engine.bundle import BundleError, add_verify_parser
+from ouvir.engine.default_model import default_model
 from ouvir.engine.errors import EngineError
 from ouvir.engine.events import Event, Final, Overload, Partial, event_to_dict
 from ouvir.engine.loop import LoopConfig, PacedSource, RealtimeLoop
@@ -83,9 +85,11 @@ def interrupt_stops(stop: Callable[[], None]) -> Iterator[None]:
 
 
 def open_recognizer(args: argparse.Namespace) -> Recognizer:
-    if args.model is None:
-        raise ValueError(f"no model: pass --model (a .nemo file or a bundle directory) or set ${MODEL_ENV}")
-    return Recognizer.open(args.model, args.backend, args.precision, args.lookahead_ms, args.decoder)
+    """--model (or $OUVIR_MODEL); without one, the shipped default model's build for --backend/--precision."""
+    model, backend = args.model, args.backend
+    if model is None:
+        model, backend = default_model(backend, args.precision)
+    return Recognizer.open(model, backend, args.precision, args.lookahead_ms, args.decoder)
 
 
 def _open_input(path: Path, args: argparse.Namespace) -> AudioSource:
@@ -134,25 +138,13 @@ def listen(args: argparse.Namespace) -> int:
     device = int(args.device) if args.device is not None and args.device.isdigit() else args.device
     show = Printer(sys.stdout, args.json)
     mic = MicSource(device, backend=args.input_backend, rate=args.device_rate)
-    with mic, _audio_writer(args.save_audio) as save:
+    with mic, audio_writer(args.save_audio) as save:
         print(f"listening: {mic.conversion.describe()} (Ctrl-C to stop)", file=sys.stderr)
         loop = RealtimeLoop(rec, mic, LoopConfig(max_lag_s=args.max_lag_s), on_capture=save)
         with interrupt_stops(loop.stop):
             for event in loop.run():
                 show(event)
     return 0
-
-
-@contextmanager
-def _audio_writer(path: Path | None) -> Iterator[Callable | None]:
-    """--save-audio: exactly what the recognizer was given (before any overload dropping), 16 kHz mono float WAV."""
-    if path is None:
-        yield None
-        return
-    import soundfile as sf
-
-    with sf.SoundFile(str(path), "w", samplerate=16000, channels=1, subtype="FLOAT") as f:
-        yield f.write
 
 
 def devices(args: argparse.Namespace) -> int:
@@ -168,7 +160,8 @@ def devices(args: argparse.Namespace) -> int:
 
 def _model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", type=Path, default=os.environ.get(MODEL_ENV),
-                   help=f"a .nemo / ouvir checkpoint (torch) or a bundle directory (default ${MODEL_ENV})")
+                   help=f"a .nemo / ouvir checkpoint (torch) or a bundle directory (default ${MODEL_ENV}, else the "
+                        "shipped default model)")
     p.add_argument("--backend", choices=sorted(BACKENDS), default=None,
                    help="default: torch for a checkpoint file, the bundle's own for a directory")
     p.add_argument("--precision", choices=PRECISIONS, default="fp32")
@@ -220,3 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # the reader went away (e.g. `| head`): stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+
+
+if __name__ == "__main__":  # python -m ouvir.engine.cli (same as the `ouvir` console script)
+    sys.exit(main())

@@ -70,8 +70,8 @@ def test_console_script_json_lines(nemo_dir, tmp_path):
 def test_errors_are_reported_by_name(nemo_dir, capsys, monkeypatch):
     monkeypatch.delenv("OUVIR_MODEL", raising=False)
     wav = str(nemo_dir / "test_audio.wav")
-    assert main(["transcribe", wav]) == 1
-    assert "no model: pass --model" in capsys.readouterr().err
+    assert main(["transcribe", wav, "--backend", "pte", "--precision", "fp32"]) == 1
+    assert "the default model ships no pte fp32 build" in capsys.readouterr().err
     assert main(["transcribe", wav, "--model", str(nemo_dir / "hybrid_multi.nemo"), "--lookahead-ms", "100"]) == 1
     assert "no 100 ms look-ahead; it has 1040 ms [70, 13], 480 ms [70, 6], 80 ms [70, 1], 0 ms [70, 0]" in \
         capsys.readouterr().err
@@ -136,3 +136,10 @@ def test_raw_pcm_on_stdin_with_a_chosen_channel(nemo_dir):
     assert out.returncode == 0, out.stderr.decode()
     text = reference(nemo_dir, "hybrid_multi")[0]["streaming"]["c70_13"]["rnnt_text"]
     assert out.stdout.decode() == text + "\n"
+
+
+def test_python_dash_m_runs_the_cli(nemo_dir):
+    """``python -m ouvir.engine.cli`` is the console script (it once imported the module and exited 0 silently)."""
+    out = subprocess.run([sys.executable, "-m", "ouvir.engine.cli", "verify", str(nemo_dir)],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1 and out.stdout.startswith(f"FAILED: bundle {nemo_dir}: manifest.json is missing")

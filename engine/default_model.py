@@ -1,0 +1,41 @@
+"""The model ouvir ships: a small hybrid RNNT+CTC streaming FastConformer trained on synthetic speech
+(models/train/), installed with the package as ``ouvir/default_model/``:
+
+    model.ouvir     the checkpoint (torch backend, fp32)
+    onnx-fp32/      bundle (onnxruntime)
+    onnx-int8/      bundle (onnxruntime, int8)
+    pte-int8/       bundle (ExecuTorch / XNNPACK, int8)
+
+``ouvir listen`` / ``transcribe`` use it when neither ``--model`` nor $OUVIR_MODEL names another.
+"""
+
+from __future__ import annotations
+
+from importlib.resources import files
+from pathlib import Path
+
+# (backend, precision) -> file or folder inside default_model/. The first entry is the default.
+SHIPPED = {
+    ("onnx", "fp32"): "onnx-fp32",
+    ("onnx", "int8"): "onnx-int8",
+    ("pte", "int8"): "pte-int8",
+    ("torch", "fp32"): "model.ouvir",
+}
+
+
+def root() -> Path:
+    return Path(str(files("ouvir") / "default_model"))
+
+
+def default_model(backend: str | None, precision: str) -> tuple[Path, str]:
+    """The shipped file or bundle for ``backend`` (None: onnx) and ``precision``, and the backend to run it."""
+    backend = backend or "onnx"
+    name = SHIPPED.get((backend, precision))
+    if name is None:
+        have = ", ".join(f"--backend {b} --precision {p}" for b, p in SHIPPED)
+        raise ValueError(f"the default model ships no {backend} {precision} build; it has: {have} "
+                         f"(or export one: ouvir export {root() / 'model.ouvir'} -o DIR --format {backend})")
+    path = root() / name
+    if not path.exists():
+        raise FileNotFoundError(f"the default model is not installed at {path}: reinstall ouvir, or pass --model")
+    return path, backend
