@@ -1,11 +1,11 @@
 """ouvir-host: the torch-free device daemon. Verifies a bundle, captures audio, serves captions.
 
     ouvir-host BUNDLE [--input mic|file|stdin] [--input-backend sounddevice|pyaudio] [--device D]
-                      [--serve HOST:PORT] [--jsonl] [--lookahead-ms N] [--token T]
+                      [--serve HOST:PORT] [--jsonl] [--lookahead-ms N] [--token T] [--save-audio FILE]
 
 Exit codes: 0 done (input ended, or SIGTERM / SIGINT after flushing the last final), 1 the input failed
-(e.g. an unreadable file), 2 usage or unsafe configuration, 3 the bundle was refused (tampered, incomplete,
-or a format this host does not run), 4 the server could not bind.
+(e.g. an unreadable file), 2 usage or unsafe configuration (or an unwritable --save-audio file), 3 the bundle
+was refused (tampered, incomplete, or a format this host does not run), 4 the server could not bind.
 """
 
 from __future__ import annotations
@@ -16,9 +16,14 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from ouvir.engine.audio.writer import audio_writer
 from ouvir.engine.bundle import Bundle, BundleError, load_bundle
 from ouvir.engine.errors import EngineError
 from ouvir.engine.loop import LoopConfig
@@ -50,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--raw-format", default="s16le", help="--input stdin: PCM format (s16le, s24le, s32le, f32le)")
     g.add_argument("--raw-rate", type=int, default=16000, help="--input stdin: sample rate")
     g.add_argument("--raw-channels", type=int, default=1, help="--input stdin: interleaved channels")
+    g.add_argument("--save-audio", type=Path, metavar="FILE",
+                   help="also write the audio the recognizer is given (16 kHz mono float WAV, 230 MB an hour; "
+                        "for debugging: `ouvir transcribe --model BUNDLE FILE` repeats the decode)")
     g = p.add_argument_group("model")
     g.add_argument("--lookahead-ms", type=int, help="one of the bundle's look-aheads (default: the bundle's)")
     g.add_argument("--decoder", choices=("rnnt", "ctc"), help="default: the bundle's first")
@@ -142,11 +150,22 @@ def run(args: argparse.Namespace, input_cfg: InputConfig, server_cfg: ServerConf
 def host(args: argparse.Namespace, input_cfg: InputConfig, server_cfg: ServerConfig | None,
          recognizer: Recognizer, model: dict[str, Any]) -> int:
     """Run the host on a loaded recognizer until the input ends or a signal; ``model`` goes into ``hello``."""
+    with ExitStack() as stack:
+        try:
+            save = stack.enter_context(audio_writer(args.save_audio))
+        except (OSError, RuntimeError) as e:  # soundfile's LibsndfileError is a RuntimeError
+            print(f"ouvir-host: cannot write --save-audio {args.save_audio}: {e}", file=sys.stderr)
+            return EXIT_USAGE
+        return _serve(args, input_cfg, server_cfg, recognizer, model, save)
+
+
+def _serve(args: argparse.Namespace, input_cfg: InputConfig, server_cfg: ServerConfig | None,
+           recognizer: Recognizer, model: dict[str, Any], save: Callable[[np.ndarray], None] | None) -> int:
     loop_cfg = LoopConfig(max_lag_s=args.max_lag_s)
     reader = StoppableReader(sys.stdin.buffer.fileno()) if input_cfg.kind == "stdin" else None
 
     def open_session() -> HostSession:
-        return HostSession(recognizer, open_source(input_cfg, reader), loop_cfg, reader)
+        return HostSession(recognizer, open_source(input_cfg, reader), loop_cfg, reader, on_capture=save)
 
     outputs = Outputs([])
     server = None

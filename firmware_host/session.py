@@ -11,9 +11,11 @@ import os
 import select
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from ouvir.engine.audio.files import FileSource
 from ouvir.engine.audio.mic import MicSource
@@ -90,11 +92,12 @@ class HostSession:
     """A started source and its real-time loop (``supervisor.Session``)."""
 
     def __init__(self, recognizer: Recognizer, source: AudioSource, loop: LoopConfig,
-                 reader: StoppableReader | None = None) -> None:
+                 reader: StoppableReader | None = None,
+                 on_capture: Callable[[np.ndarray], None] | None = None) -> None:
         self._reader = reader
         self._clock = _IdleClock()
         self._started: float | None = None
-        self.loop = RealtimeLoop(recognizer, source, loop, clock=self._clock)
+        self.loop = RealtimeLoop(recognizer, source, loop, clock=self._clock, on_capture=on_capture)
         self.source = source.conversion.describe()
 
     def events(self) -> Iterator[Event]:

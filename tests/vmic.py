@@ -14,6 +14,9 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+import soundfile as sf
+
 SCRIPT = """load-module module-native-protocol-unix auth-anonymous=1
 load-module module-null-sink sink_name=vspk rate={rate} channels=1
 load-module module-remap-source source_name=vmic master=vspk.monitor
@@ -24,6 +27,16 @@ set-default-source vmic
 
 def available() -> bool:
     return all(shutil.which(t) for t in ("pulseaudio", "pactl", "paplay", "pacat"))
+
+
+def speech_wav(folder: Path, text: str = "the quick brown fox jumps over the lazy dog") -> Path:
+    """``text`` spoken by espeak-ng with 0.5 s of silence around it: ``folder/speech.wav``, 16-bit, 22.05 kHz."""
+    raw, wav = folder / "raw.wav", folder / "speech.wav"
+    subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(raw), text], check=True)
+    audio, rate = sf.read(raw, dtype="int16")
+    pad = np.zeros(rate // 2, np.int16)
+    sf.write(wav, np.concatenate([pad, audio, pad]), rate, subtype="PCM_16")
+    return wav
 
 
 class VirtualMic:

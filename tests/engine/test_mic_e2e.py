@@ -25,17 +25,6 @@ pytestmark = [pytest.mark.mic, pytest.mark.skipif(not vmic.available(), reason="
 OUVIR = [str(Path(sys.executable).with_name("ouvir"))]  # the installed console script
 
 
-def _speech(tmp: Path) -> Path:
-    """A spoken sentence (espeak-ng) with 0.5 s of silence around it, as a 16-bit WAV at 22.05 kHz."""
-    raw, wav = tmp / "raw.wav", tmp / "speech.wav"
-    subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(raw),
-                    "the quick brown fox jumps over the lazy dog"], check=True)
-    audio, rate = sf.read(raw, dtype="int16")
-    pad = np.zeros(rate // 2, np.int16)
-    sf.write(wav, np.concatenate([pad, audio, pad]), rate, subtype="PCM_16")
-    return wav
-
-
 def _final_text(stdout: str) -> str:
     finals = [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
     return " ".join(e["text"] for e in finals if e["type"] == "final").strip()
@@ -59,7 +48,7 @@ def _aligned_ncc(source: np.ndarray, captured: np.ndarray) -> float:
 @pytest.mark.parametrize("rate", [16000, 48000])
 def test_listen_captures_and_transcribes(tmp_path: Path, backend: str, rate: int) -> None:
     model = NEMO_FIXTURES / "hybrid_multi.nemo"
-    speech = _speech(tmp_path)
+    speech = vmic.speech_wav(tmp_path)
     saved = tmp_path / "captured.wav"
     with vmic.VirtualMic(rate) as mic:
         proc = subprocess.Popen(

@@ -1,171 +1,153 @@
-"""End-to-end check of a deployed host: a torch-free venv with ``ouvir[host]``, a virtual microphone, a real
-WebSocket client, compared with ``ouvir transcribe`` on the same audio.
-
-    python -m tests.firmware_host.e2e_host BUNDLE WAV [--venv DIR] [--reference-python PY]
-
-1. ``make_host_venv``: ``python -m venv DIR`` + ``pip install REPO[host]`` (non-editable), then checks that
-   ``import torch`` fails there.
-2. ``run_on_virtual_mic``: starts ``DIR/bin/ouvir-host BUNDLE --input mic --serve 127.0.0.1:0`` against a private
-   PulseAudio (tests/vmic.py), connects a client, plays WAV into the microphone, waits for the last final,
-   sends SIGTERM; records the finals, the host's exit code, boot time (start -> serving), time from
-   playback start to the first partial, and the host's peak RSS.
-3. compares the finals' text with ``ouvir transcribe --model BUNDLE WAV --json`` (word edit distance).
-Prints one JSON report; exits 1 when the host failed or torch was importable in the venv.
-"""
+"""Helpers for running ``ouvir-host`` as a process: its stderr watched for the port it serves on, its peak RSS,
+a torch-free virtual environment with ``ouvir[host]`` installed, and a run on the virtual microphone with a real
+WebSocket client (test_host_e2e.py)."""
 
 from __future__ import annotations
 
-import argparse
+import contextlib
 import json
 import re
+import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from tests.conftest import REPO
 from tests.vmic import VirtualMic
 
 SERVING = re.compile(r"serving captions on ws://127\.0\.0\.1:(\d+)/")
+# What pip needs to build the project (pyproject.toml, setup.py's FOLDERS): everything else stays behind.
+PROJECT_FILES = ("pyproject.toml", "setup.py", "README.md")
+PROJECT_FOLDERS = ("pkg", "engine", "models", "export", "firmware_host")
+
+
+def peak_rss_mib(pid: int) -> float:
+    """The process's peak resident set (VmHWM) so far, MiB."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)) / 1024
+
+
+class StderrWatch:
+    """Drains a host process's stderr (text or bytes) on a thread into ``lines``; ``port`` waits for the log
+    line 'serving captions on ws://127.0.0.1:PORT/'."""
+
+    def __init__(self, proc: subprocess.Popen) -> None:
+        self.lines: list[str] = []
+        self._port: int | None = None
+        self._serving = threading.Event()
+        self._thread = threading.Thread(target=self._read, args=(proc.stderr,), daemon=True)
+        self._thread.start()
+
+    def _read(self, stream) -> None:
+        for raw in stream:
+            line = raw if isinstance(raw, str) else raw.decode(errors="replace")
+            self.lines.append(line)
+            if self._port is None and (m := SERVING.search(line)):
+                self._port = int(m.group(1))
+                self._serving.set()
+        self._serving.set()  # stderr closed: the host exited without serving
+
+    def port(self, timeout: float) -> int:
+        assert self._serving.wait(timeout) and self._port is not None, "the host is not serving:\n" + self.text()
+        return self._port
+
+    def text(self) -> str:
+        return "".join(self.lines)
+
+    def join(self, timeout: float = 5) -> None:
+        self._thread.join(timeout)
+
+
+def make_host_venv(root: Path, repo: Path = REPO) -> Path:
+    """``root/venv`` with ``ouvir[host]`` pip-installed (not editable) from a copy of ``repo``'s project files;
+    returns its bin folder. The copy keeps setuptools' in-tree build/ folder (which would carry stale modules
+    into the wheel) out of the repository. Asserts that torch cannot be imported there."""
+    src, venv = root / "src", root / "venv"
+    src.mkdir()
+    for name in PROJECT_FILES:
+        shutil.copy2(repo / name, src / name)
+    for name in PROJECT_FOLDERS:
+        shutil.copytree(repo / name, src / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    for cmd in ([sys.executable, "-m", "venv", str(venv)],
+                [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check",
+                 f"{src}[host]"]):
+        done = subprocess.run(cmd, capture_output=True, text=True, cwd=root)
+        assert done.returncode == 0, f"{' '.join(cmd)}:\n{done.stdout}{done.stderr}"
+    probe = subprocess.run([str(venv / "bin" / "python"), "-c", "import torch"], capture_output=True, cwd=root)
+    assert probe.returncode != 0, f"torch is importable in {venv}: ouvir[host] must not pull it in"
+    return venv / "bin"
 
 
 @dataclass
-class HostRun:
-    exit_code: int | None = None
-    boot_s: float | None = None  # process start -> capturing (bundle verified and loaded, mic open)
-    first_partial_s: float | None = None  # playback start -> first partial at the client
-    peak_rss_mib: float | None = None
-    finals: list[str] = field(default_factory=list)
-    health: list[str] = field(default_factory=list)
-    stderr_tail: str = ""
+class MicRun:
+    """One host run on the virtual microphone; times are seconds since the host process started."""
+
+    exit_code: int
+    messages: list[tuple[float, dict[str, Any]]]  # everything the client received, with arrival times
+    running_s: float  # health said the input runs: bundle verified and loaded, microphone open
+    playback_s: float  # the speech started playing into the microphone
+    stop_s: float  # SIGTERM was sent
+    peak_rss_mib: float  # VmHWM just before SIGTERM
+    stderr: str
+
+    def of(self, kind: str) -> list[dict[str, Any]]:
+        return [m for _, m in self.messages if m["type"] == kind]
+
+    def first_partial_s(self) -> float:
+        return next(t for t, m in self.messages if m["type"] == "partial")
 
 
-def make_host_venv(venv: Path, repo: Path = REPO) -> Path:
-    """A fresh venv with ``ouvir[host]`` installed from ``repo``; returns its python. Raises if torch imports."""
-    if not (venv / "bin" / "python").exists():
-        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-        subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", f"{repo}[host]"], check=True)
-    python = venv / "bin" / "python"
-    probe = subprocess.run([str(python), "-c", "import torch"], capture_output=True, cwd="/")
-    if probe.returncode == 0:
-        raise RuntimeError(f"torch is importable in {venv}: ouvir[host] must not pull it in")
-    return python
-
-
-def _peak_rss_mib(pid: int) -> float | None:
-    try:
-        text = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return None
-    m = re.search(r"VmHWM:\s+(\d+) kB", text)
-    return int(m.group(1)) / 1024 if m else None
-
-
-def run_on_virtual_mic(host_cmd: list[str], wav: Path, rate: int = 48000, settle_s: float = 3.0,
-                       cwd: Path = Path("/")) -> HostRun:
-    """Run ``host_cmd`` (an ouvir-host command line without --input/--serve) on a virtual mic playing ``wav``."""
-    run = HostRun()
+def run_on_virtual_mic(host_cmd: list[str], wav: Path, rate: int = 48000, settle_s: float = 0.3) -> MicRun:
+    """Start ``host_cmd`` (an ouvir-host command line without --input/--serve) on a private virtual microphone
+    at ``rate`` Hz, connect a WebSocket client, play ``wav`` once the input runs, wait ``settle_s``, send
+    SIGTERM and collect the messages until the host closes the connection."""
     with VirtualMic(rate) as mic:
         t0 = time.monotonic()
-        proc = subprocess.Popen([*host_cmd, "--input", "mic", "--serve", "127.0.0.1:0"], cwd=cwd,
-                                env=mic.env, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE, text=True)
-        lines: list[str] = []
-        port: list[int] = []
-        serving = threading.Event()
-
-        def read_stderr() -> None:
-            for line in proc.stderr:
-                lines.append(line)
-                if (m := SERVING.search(line)) and not port:
-                    port.append(int(m.group(1)))
-                    serving.set()
-            serving.set()
-
-        reader = threading.Thread(target=read_stderr, daemon=True)
-        reader.start()
+        proc = subprocess.Popen([*host_cmd, "--input", "mic", "--serve", "127.0.0.1:0"], cwd="/", env=mic.env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        watch = StderrWatch(proc)
+        messages: list[tuple[float, dict[str, Any]]] = []
         try:
-            if not serving.wait(120) or not port:
-                raise RuntimeError("the host did not start serving:\n" + "".join(lines[-20:]))
-            with connect(f"ws://127.0.0.1:{port[0]}/") as ws:
-                while (msg := json.loads(ws.recv(timeout=60))).get("type") != "health" or \
-                        msg["input"]["state"] != "running":
+            with connect(f"ws://127.0.0.1:{watch.port(60)}/") as ws:
+
+                def receive(timeout: float) -> dict[str, Any]:
+                    msg = json.loads(ws.recv(timeout=timeout))
+                    messages.append((time.monotonic() - t0, msg))
+                    return msg
+
+                def receive_while(busy: Callable[[], bool]) -> None:
+                    while busy():
+                        with contextlib.suppress(TimeoutError):
+                            receive(0.05)
+
+                while not ((msg := receive(30))["type"] == "health" and msg["input"]["state"] == "running"):
                     pass
-                run.boot_s = time.monotonic() - t0
-                played_at = time.monotonic()
+                running_s = messages[-1][0]
                 player = threading.Thread(target=mic.play, args=(wav,))
+                playback_s = time.monotonic() - t0
                 player.start()
-                deadline = None
-                while deadline is None or time.monotonic() < deadline:
-                    try:
-                        msg = json.loads(ws.recv(timeout=0.5))
-                    except TimeoutError:
-                        msg = {}
-                    if msg.get("type") == "partial" and run.first_partial_s is None:
-                        run.first_partial_s = time.monotonic() - played_at
-                    elif msg.get("type") == "final":
-                        run.finals.append(msg["text"])
-                    elif msg.get("type") == "health":
-                        run.health.append(msg["status"])
-                    if deadline is None and not player.is_alive():
-                        deadline = time.monotonic() + settle_s  # endpoint silence, then stop
-                run.peak_rss_mib = _peak_rss_mib(proc.pid)
+                receive_while(player.is_alive)
+                settled = time.monotonic() + settle_s
+                receive_while(lambda: time.monotonic() < settled)
+                rss = peak_rss_mib(proc.pid)
+                stop_s = time.monotonic() - t0
                 proc.send_signal(signal.SIGTERM)
-                for frame in ws:  # the flushed final, metrics, bye
-                    msg = json.loads(frame)
-                    if msg["type"] == "final":
-                        run.finals.append(msg["text"])
-            run.exit_code = proc.wait(timeout=30)
+                with contextlib.suppress(ConnectionClosed):
+                    while True:  # the flushed final, health, metrics, bye; then the host closes
+                        receive(30)
+            exit_code = proc.wait(timeout=30)
         finally:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
-            reader.join(5)
-            run.stderr_tail = "".join(lines[-10:])
-    return run
-
-
-def reference_text(python: Path, bundle: Path, wav: Path) -> str:
-    """``ouvir transcribe --json``'s finals, joined."""
-    out = subprocess.run([str(python), "-m", "ouvir.engine.cli", "transcribe", str(wav), "--model", str(bundle),
-                          "--json"], capture_output=True, text=True, check=True, cwd=REPO).stdout
-    return " ".join(r["text"] for r in map(json.loads, out.splitlines()) if r["type"] == "final")
-
-
-def word_errors(ref: str, hyp: str) -> int:
-    """Word-level Levenshtein distance."""
-    a, b = ref.split(), hyp.split()
-    row = list(range(len(b) + 1))
-    for i, wa in enumerate(a, 1):
-        prev, row[0] = row[0], i
-        for j, wb in enumerate(b, 1):
-            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (wa != wb))
-    return row[-1]
-
-
-def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("bundle", type=Path)
-    p.add_argument("wav", type=Path)
-    p.add_argument("--venv", type=Path, default=Path("/tmp/ouvir-host-venv"))
-    p.add_argument("--reference-python", type=Path, default=Path(sys.executable),
-                   help="a python with ouvir installed for `ouvir transcribe` (default: this one)")
-    args = p.parse_args()
-    python = make_host_venv(args.venv)
-    host = [str(python.parent / "ouvir-host"), str(args.bundle.resolve()), "--report-interval", "1"]
-    run = run_on_virtual_mic(host, args.wav.resolve())
-    ref = reference_text(args.reference_python, args.bundle.resolve(), args.wav.resolve())
-    hyp = " ".join(run.finals)
-    report = {**asdict(run), "reference": ref, "word_errors": word_errors(ref, hyp),
-              "reference_words": len(ref.split())}
-    print(json.dumps(report, indent=1))
-    return 0 if run.exit_code == 0 and run.finals else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+            watch.join()
+    return MicRun(exit_code, messages, running_s, playback_s, stop_s, rss, watch.text())

@@ -4,11 +4,9 @@ cannot import torch: the same text as the engine's Recognizer, captions over Web
 from __future__ import annotations
 
 import json
-import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 
 import numpy as np
@@ -21,9 +19,9 @@ from ouvir.engine.recognizer import Recognizer
 from tests.conftest import REPO
 
 from .conftest import LOOKAHEAD_MS
+from .e2e_host import StderrWatch, peak_rss_mib
 
 TEXT = "the quick brown fox jumps over the lazy dog"
-SERVING = re.compile(r"serving captions on ws://127\.0\.0\.1:(\d+)/")
 
 
 @pytest.fixture(scope="module")
@@ -45,12 +43,6 @@ def start_host(bundle, env, *args: str) -> subprocess.Popen:
         [sys.executable, "-m", "ouvir.firmware_host.cli", str(bundle), "--input", "stdin", "--max-lag-s", "30",
          "--lookahead-ms", str(LOOKAHEAD_MS), *args], cwd=REPO, env=env,
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-
-
-def peak_rss_mib(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as f:
-        status = f.read()
-    return int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)) / 1024
 
 
 def test_host_text_matches_the_engine_without_torch(onnx_bundle, pcm, torchless, nemo_dir):
@@ -76,23 +68,11 @@ def test_host_text_matches_the_engine_without_torch(onnx_bundle, pcm, torchless,
 def test_sigterm_mid_stream_flushes_the_final_to_a_websocket_client(onnx_bundle, pcm, torchless):
     t0 = time.monotonic()
     proc = start_host(onnx_bundle, torchless, "--serve", "127.0.0.1:0")
-    lines: list[str] = []
-    port: list[int] = []
-    serving = threading.Event()
-
-    def read_stderr() -> None:
-        for raw in proc.stderr:
-            lines.append(raw.decode())
-            if (m := SERVING.search(lines[-1])) and not port:
-                port.append(int(m.group(1)))
-                serving.set()
-        serving.set()
-
-    threading.Thread(target=read_stderr, daemon=True).start()
+    watch = StderrWatch(proc)
     try:
-        assert serving.wait(60) and port, "".join(lines)
+        port = watch.port(60)
         boot_s = time.monotonic() - t0
-        with connect(f"ws://127.0.0.1:{port[0]}/") as ws:
+        with connect(f"ws://127.0.0.1:{port}/") as ws:
             hello = json.loads(ws.recv(timeout=10))
             assert hello["bundle"]["backend"] == "onnx" and hello["bundle"]["lookahead_ms"] == LOOKAHEAD_MS
             fed = time.monotonic()
@@ -108,7 +88,7 @@ def test_sigterm_mid_stream_flushes_the_final_to_a_websocket_client(onnx_bundle,
             with pytest.raises(ConnectionClosed):
                 while True:
                     received.append(json.loads(ws.recv(timeout=20)))
-        assert proc.wait(timeout=20) == 0, "".join(lines)
+        assert proc.wait(timeout=20) == 0, watch.text()
     finally:
         proc.kill()
     finals = [m for m in received if m["type"] == "final"]

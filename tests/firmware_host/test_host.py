@@ -4,45 +4,33 @@ server, signals), with the engine tests' scripted backend standing in for a bund
 from __future__ import annotations
 
 import json
-import re
 import signal
 import subprocess
 import sys
 import threading
 import time
 
+import numpy as np
 import pytest
+import soundfile as sf
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from tests import vmic
 from tests.conftest import REPO
 
-SERVING = re.compile(r"serving captions on ws://127\.0\.0\.1:(\d+)/")
+from .e2e_host import StderrWatch
 
 
 class Host:
     def __init__(self, *args: str) -> None:
         self.proc = subprocess.Popen([sys.executable, "-m", "tests.firmware_host.fakes", "host", *args], cwd=REPO,
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        self.stderr: list[str] = []
-        self.port: int | None = None
-        self._serving = threading.Event()
-        self._drain = threading.Thread(target=self._read_stderr, daemon=True)
-        self._drain.start()
-
-    def _read_stderr(self) -> None:
-        for raw in self.proc.stderr:
-            line = raw.decode(errors="replace")
-            self.stderr.append(line)
-            if (m := SERVING.search(line)) and self.port is None:
-                self.port = int(m.group(1))
-                self._serving.set()
-        self._serving.set()
+        self._watch = StderrWatch(self.proc)
+        self.stderr = self._watch.lines
 
     def url(self) -> str:
-        assert self._serving.wait(20) and self.port is not None, "".join(self.stderr)
-        return f"ws://127.0.0.1:{self.port}/"
+        return f"ws://127.0.0.1:{self._watch.port(20)}/"
 
     def feed(self, seconds: float) -> None:
         self.proc.stdin.write(bytes(2 * round(16000 * seconds)))  # s16le silence; the script ignores it
@@ -60,7 +48,7 @@ class Host:
             self.proc.wait()
         finally:
             killer.cancel()
-        self._drain.join(5)
+        self._watch.join()
         return [json.loads(line) for line in out.decode().splitlines()]
 
 
@@ -129,6 +117,38 @@ def test_missing_microphone_is_reported_retried_and_sigterm_still_exits_0():
     assert lost[0]["message"].endswith("retrying in 0.5 s") and lost[1]["message"].endswith("retrying in 1 s")
     health = [m for m in rest if m["type"] == "health"]
     assert health[-1]["status"] == "stopping" and health[-1]["input"]["restarts"] == 2
+
+
+def test_save_audio_writes_exactly_what_the_recognizer_was_given(tmp_path):
+    """--save-audio over 48 kHz stereo stdin: the file holds the 16 kHz mono float blocks the loop decoded,
+    across the whole input, i.e. what the engine's edge conversion makes of the PCM."""
+    from ouvir.engine.audio import ArraySource
+
+    saved = tmp_path / "captured.wav"
+    rng = np.random.default_rng(0)
+    pcm = (rng.standard_normal((48000 * 3 // 2, 2)) * 3000).astype("<i2")  # (n, 2) 1.5 s of noise
+    host = Host("--input", "stdin", "--raw-rate", "48000", "--raw-channels", "2", "--save-audio", str(saved))
+    host.proc.stdin.write(pcm.tobytes())
+    host.end_input()
+    messages = host.finish()
+    assert host.proc.returncode == 0, "".join(host.stderr)
+    audio, rate = sf.read(saved, dtype="float32")
+    blocks = []
+    with ArraySource(pcm, 48000) as source:
+        while (block := source.read()) is not None:
+            blocks.append(block)
+    expected = np.concatenate(blocks)  # (n * 16000 / 48000,)
+    assert rate == 16000 and sf.info(saved).subtype == "FLOAT"
+    assert messages[-1]["captured_s"] == messages[-1]["decoded_s"] == pytest.approx(len(audio) / rate, abs=1e-3)
+    np.testing.assert_allclose(audio, expected, atol=1e-6)
+
+
+def test_unwritable_save_audio_exits_2(tmp_path):
+    host = Host("--input", "stdin", "--save-audio", str(tmp_path / "no-such-dir" / "captured.wav"))
+    host.end_input()
+    assert host.finish() == []
+    assert host.proc.returncode == 2
+    assert "ouvir-host: cannot write --save-audio" in "".join(host.stderr)
 
 
 def test_unreadable_file_exits_1():
