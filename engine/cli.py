@@ -28,6 +28,7 @@ from typing import TextIO
 from ouvir.engine.audio.sources import AudioSource
 from ouvir.engine.audio.writer import audio_writer
 from ouvir.engine.backends import BACKENDS, PRECISIONS
+from ouvir.engine.bench.cli import add_bench_parser
 from ouvir.engine.bundle import BundleError, add_verify_parser
 from ouvir.engine.default_model import default_model
 from ouvir.engine.errors import EngineError
@@ -197,6 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input-backend", choices=INPUT_BACKENDS, default="sounddevice")
     p.set_defaults(func=devices)
     add_verify_parser(sub)
+    add_bench_parser(sub)
     return parser
 
 

@@ -93,9 +93,10 @@ class Frontend:
         view = np.lib.stride_tricks.sliding_window_view(padded[:need], cfg.n_fft)
         frames = view[:: cfg.hop_length] * self.window  # (count, n_fft)
         spec = np.fft.rfft(frames, axis=-1)  # (count, K) complex64
-        magnitude = np.sqrt(spec.real * spec.real + spec.imag * spec.imag)  # (count, K)
-        power = magnitude**cfg.mag_power if cfg.mag_power != 1.0 else magnitude
-        mel = self.fb @ power.T  # (F, count)
+        squared = spec.real * spec.real + spec.imag * spec.imag  # (count, K)
+        power = squared if cfg.mag_power == 2.0 else np.sqrt(squared) ** cfg.mag_power
+        # einsum, not BLAS: a multi-threaded BLAS matmul here fights the network's threads for the cores.
+        mel = np.einsum("fk,tk->ft", self.fb, power)  # (F, count)
         return np.log(mel + np.float32(cfg.log_zero_guard_value)).astype(np.float32, copy=False)
 
 

@@ -1,0 +1,160 @@
+"""``--config large``: NeMo's 114M-parameter streaming recipe with seeded random weights, as an ouvir checkpoint.
+
+The recipe is ``fastconformer_hybrid_transducer_ctc_bpe_streaming.yaml`` (17 layers, d_model 512, 8 heads,
+RNNT 640/640 + CTC) read by ``ouvir.models.config.from_nemo`` with a 1024-piece SentencePiece vocabulary
+(trained, seeded, on pseudo-words: the pieces only matter for detokenization) and the requested
+look-aheads as ``att_context_size`` (the recipe's own comment lists [[70,13],[70,6],[70,1],[70,0]]).
+Weights are PyTorch's default initialisation after ``torch.manual_seed(seed)``.
+
+Random weights emit a token on almost every frame (blank is one class of 1025), often up to
+``max_symbols`` per frame, which would make RNNT decoding cost far more than with a trained model. So the
+blank logit's bias of both heads is raised until greedy decoding of the benchmark audio emits
+``EMISSION_RATE`` tokens per encoder frame (trained English models emit about 3 tokens per second, 0.25 per
+80 ms frame); the report records the token rate each run measured. Imports torch and ouvir.models:
+only the parent of a bench run calls this.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+RECIPE = "fastconformer_hybrid_transducer_ctc_bpe_streaming.yaml"
+VOCAB_SIZE = 1024
+EMISSION_RATE = 0.25
+LEFT_CONTEXT = 70
+FRAME_MS = 80  # 8x subsampling of 10 ms features
+
+
+def recipe_path() -> Path:
+    """The recipe from the NeMo fixtures of an ouvir checkout ($OUVIR_NEMO_FIXTURES overrides)."""
+    root = Path(os.environ.get("OUVIR_NEMO_FIXTURES", Path(__file__).resolve().parents[2] / "tests/fixtures/nemo"))
+    path = root / "conf" / RECIPE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: --config large needs an ouvir checkout (or $OUVIR_NEMO_FIXTURES)")
+    return path
+
+
+def context_for(lookahead_ms: int) -> tuple[int, int]:
+    """(70, r) with r * 80 ms == lookahead_ms; 70 % (r + 1) == 0 (NeMo's chunked_limited rule)."""
+    r, rest = divmod(lookahead_ms, FRAME_MS)
+    if rest or r < 0 or LEFT_CONTEXT % (r + 1):
+        ok = [k * FRAME_MS for k in range(LEFT_CONTEXT) if LEFT_CONTEXT % (k + 1) == 0]
+        raise ValueError(f"no [70, r] context has a {lookahead_ms} ms look-ahead; choose one of {ok}")
+    return LEFT_CONTEXT, r
+
+
+def pseudo_word_tokenizer(seed: int, vocab_size: int = VOCAB_SIZE) -> bytes:
+    """A SentencePiece BPE model with exactly ``vocab_size`` pieces, trained on seeded pseudo-words."""
+    from ouvir.models.tokenizer import Tokenizer
+    from ouvir.models.train.tokenizer_train import train_tokenizer
+
+    rng = np.random.default_rng(seed)
+    syllables = [c + v + e for c in "bcdfghjklmnprstvwz" for v in "aeiou" for e in ("", "n", "r", "s", "t")]
+    words = ["".join(rng.choice(syllables, rng.integers(1, 4))) for _ in range(30000)]
+    model = train_tokenizer((" ".join(words[i : i + 10]) for i in range(0, len(words), 10)), vocab_size, seed)
+    got = len(Tokenizer(model).pieces)
+    if got != vocab_size:
+        raise RuntimeError(f"the pseudo-word tokenizer has {got} pieces, not {vocab_size}")
+    return model
+
+
+def large_config(contexts: list[tuple[int, int]], vocabulary: tuple[str, ...]) -> Any:
+    """The recipe's ``ModelConfig`` with ``contexts`` as its look-aheads (the first is the default)."""
+    import yaml
+
+    from ouvir.models.config import from_nemo
+
+    cfg = yaml.safe_load(recipe_path().read_text())
+    cfg["model"]["encoder"]["att_context_size"] = [list(c) for c in contexts]
+    return from_nemo(cfg, vocabulary=list(vocabulary))
+
+
+def solve_decreasing(fn: Callable[[float], float], target: float, iters: int = 8) -> float:
+    """x >= 0 with fn(x) ~= target for a non-increasing fn: double until below, then bisect; returns the
+    upper end (fn(x) <= target)."""
+    lo, hi = 0.0, 1.0
+    for _ in range(32):
+        if fn(hi) <= target:
+            break
+        lo, hi = hi, 2 * hi
+    else:
+        raise RuntimeError(f"no shift up to {hi} brings the rate down to {target}")
+    for _ in range(iters):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if fn(mid) > target else (lo, mid)
+    return hi
+
+
+def calibrate_blank(model: Any, features: np.ndarray, rate: float) -> dict[str, float]:
+    """Raise both heads' blank bias so that greedy decoding of ``features`` (F, T) emits ``rate`` tokens per
+    encoder frame; returns the shifts."""
+    import torch
+
+    from ouvir.models.decoding import CTCState, ctc_greedy, rnnt_greedy, rnnt_initial_state
+
+    with torch.inference_mode():
+        x = torch.from_numpy(features)[None]  # (1, F, T)
+        encoded, lengths = model.encoder(x, torch.tensor([x.shape[2]]))  # (1, D, T'), (1,)
+        frames = int(lengths[0])
+        blank = model.config.blank_id
+        found: dict[str, float] = {}
+
+        def shifted(bias: torch.Tensor, decode: Callable[[], int]) -> Callable[[float], float]:
+            def tokens_per_frame(shift: float) -> float:
+                bias[blank] += shift
+                try:
+                    return decode() / frames
+                finally:
+                    bias[blank] -= shift
+            return tokens_per_frame
+
+        if model.ctc is not None:
+            start = CTCState(torch.tensor([blank]), torch.zeros(1, dtype=torch.int64))
+            ctc = shifted(model.ctc.conv.bias, lambda: len(ctc_greedy(model.ctc(encoded), lengths, start)[0].tokens[0]))
+            found["ctc"] = solve_decreasing(ctc, rate)
+            model.ctc.conv.bias[blank] += found["ctc"]
+        if model.joint is not None:
+            max_symbols = model.config.rnnt.max_symbols
+
+            def rnnt_tokens() -> int:
+                state = rnnt_initial_state(model.predictor, model.joint, 1)
+                hyp, _ = rnnt_greedy(model.predictor, model.joint, encoded, lengths, state, max_symbols)
+                return len(hyp.tokens[0])
+
+            found["rnnt"] = solve_decreasing(shifted(model.joint.out.bias, rnnt_tokens), rate)
+            model.joint.out.bias[blank] += found["rnnt"]
+    return found
+
+
+def build_large(path: Path, contexts: list[tuple[int, int]], seed: int, audio: np.ndarray,
+                rate: float = EMISSION_RATE) -> dict[str, Any]:
+    """Write the random-weight large model as an ouvir checkpoint at ``path``; returns what was built."""
+    import torch
+
+    from ouvir.engine.features import hann_window, log_mel, mel_filterbank
+    from ouvir.models.asr import ASRModel, LoadedModel
+    from ouvir.models.checkpoint import save_checkpoint
+    from ouvir.models.tokenizer import Tokenizer
+
+    tokenizer = pseudo_word_tokenizer(seed)
+    cfg = large_config(contexts, Tokenizer(tokenizer).pieces)
+    torch.manual_seed(seed)
+    model = ASRModel(cfg).eval()
+    window, fb = hann_window(cfg.features), mel_filterbank(cfg.features)
+    biases = calibrate_blank(model, log_mel(audio, cfg.features, window, fb), rate)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(path, LoadedModel(model, cfg, tokenizer, window, fb))
+    return {
+        "recipe": RECIPE,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "att_context_size": [list(c) for c in contexts],
+        "seed": seed,
+        "vocabulary": VOCAB_SIZE,
+        "emission_rate_target": rate,
+        "blank_bias_shift": biases,
+    }
