@@ -37,5 +37,6 @@ def default_model(backend: str | None, precision: str) -> tuple[Path, str]:
                          f"(or export one: ouvir export {root() / 'model.ouvir'} -o DIR --format {backend})")
     path = root() / name
     if not path.exists():
-        raise FileNotFoundError(f"the default model is not installed at {path}: reinstall ouvir, or pass --model")
+        raise FileNotFoundError(f"no default model is installed at {path} (this build ships none yet, see the README): "
+                                "pass --model a .nemo, an ouvir checkpoint or a bundle")
     return path, backend
