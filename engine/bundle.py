@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from ouvir.engine.backends.base import ChunkGeometry, ModelInfo
 from ouvir.engine.errors import EngineError
 from ouvir.engine.features_config import FeatureConfig
 
@@ -65,7 +66,10 @@ class Lookahead:
 
     name: str  # "70_13"
     att_context_size: tuple[int, int]
+    lookahead_ms: float
     geometry: dict[str, Any]  # models.geometry.StreamingGeometry as a dict (NeMo streaming_cfg names)
+    chunk_geometry: ChunkGeometry  # what the engine's scheduler needs
+    state: dict[str, Any]  # models.state.StateSpec.to_dict(): cache names, layer-first shapes ("B"), dtypes
     encoder_first: Graph  # step 0: chunk_size[0] columns, nothing dropped
     encoder_next: Graph  # steps >= 1: pre_encode_cache_size[1] + chunk_size[1] columns, drop_extra_pre_encoded
     extra: dict[str, Graph]  # further graphs of this look-ahead (e.g. the sherpa-onnx CTC model)
@@ -90,13 +94,31 @@ class Bundle:
         """``ModelConfig.to_dict()`` of the exported model (``ModelConfig.from_dict`` rebuilds it)."""
         return self.manifest["model"]
 
-    @property
-    def state(self) -> dict[str, Any]:
-        """The encoder state spec: per cache tensor its NeMo name, shape (with "B"), dtype."""
-        return self.manifest["state"]
-
     def path(self, rel: str) -> Path:
         return self.root / rel
+
+    def select(self, lookahead_ms: int | None) -> Lookahead:
+        """The look-ahead of ``lookahead_ms`` (rounded to whole ms); None = the bundle's default."""
+        if lookahead_ms is None:
+            return self.lookaheads[self.default_lookahead]
+        for la in self.lookaheads.values():
+            if round(la.lookahead_ms) == lookahead_ms:
+                return la
+        have = ", ".join(f"{round(la.lookahead_ms)} ms {list(la.att_context_size)}" for la in self.lookaheads.values())
+        raise BundleError(self.root, f"no {lookahead_ms} ms look-ahead; it has {have}")
+
+    def model_info(self, la: Lookahead) -> ModelInfo:
+        """What the engine needs to run look-ahead ``la`` (features, vocabulary, geometry, decoders, ...)."""
+        rnnt = self.model_config.get("rnnt")
+        return ModelInfo(
+            features=self.features,
+            vocabulary=self.tokens,
+            geometry=la.chunk_geometry,
+            decoders=self.decoders,
+            max_symbols=int(rnnt["max_symbols"]) if rnnt else 0,
+            window=self.feature_window(),
+            filterbank=self.mel_filterbank(),
+        )
 
     def lookahead(self, which: str | int | tuple[int, int] | None = None) -> Lookahead:
         """Select a look-ahead by name ("70_13"), (left, right) or right context; None = the default."""
@@ -155,7 +177,8 @@ def read_manifest(root: str | Path) -> dict[str, Any]:
         raise BundleError(root, f"{MANIFEST} is not an {FORMAT} manifest")
     if manifest.get("format_version") != FORMAT_VERSION:
         raise BundleError(
-            root, f"format_version {manifest.get('format_version')!r} is not supported (this ouvir reads {FORMAT_VERSION})"
+            root,
+            f"format_version {manifest.get('format_version')!r} is not supported (this ouvir reads {FORMAT_VERSION})",
         )
     if not isinstance(manifest.get("files"), dict) or not manifest["files"]:
         raise BundleError(root, f"{MANIFEST} lists no files")
@@ -197,7 +220,9 @@ def _referenced_files(manifest: dict[str, Any]) -> list[str]:
     refs += [g["file"] for g in manifest["heads"].values()]
     for la in manifest["lookaheads"].values():
         refs += [g["file"] for g in la["graphs"].values()]
-    refs += [f for f in (manifest["tokens"].get("tokenizer"), (manifest.get("quantization") or {}).get("report")) if f]
+    optional = (manifest["tokens"].get("tokenizer"), manifest["tokens"].get("sherpa_tokens"),
+                (manifest.get("quantization") or {}).get("report"))
+    refs += [f for f in optional if f]
     return refs
 
 
@@ -217,7 +242,10 @@ def load_bundle(root: str | Path, verify: bool = True) -> Bundle:
             lookaheads[name] = Lookahead(
                 name=name,
                 att_context_size=tuple(la["att_context_size"]),
+                lookahead_ms=float(la["geometry"]["lookahead_ms"]),
                 geometry=la["geometry"],
+                chunk_geometry=ChunkGeometry.from_dict(la["chunk_geometry"]),
+                state=la["state"],
                 encoder_first=graphs.pop("encoder_first"),
                 encoder_next=graphs.pop("encoder_next"),
                 extra=graphs,

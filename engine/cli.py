@@ -35,6 +35,7 @@ from ouvir.engine.errors import EngineError
 from ouvir.engine.events import Event, Final, Overload, Partial, event_to_dict
 from ouvir.engine.loop import LoopConfig, PacedSource, RealtimeLoop
 from ouvir.engine.recognizer import Recognizer
+from ouvir.export.cli import add_export_parser
 
 MODEL_ENV = "OUVIR_MODEL"
 INPUT_BACKENDS = ("sounddevice", "pyaudio")
@@ -197,6 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("devices", help="list audio input devices")
     p.add_argument("--input-backend", choices=INPUT_BACKENDS, default="sounddevice")
     p.set_defaults(func=devices)
+    add_export_parser(sub)
     add_verify_parser(sub)
     add_bench_parser(sub)
     return parser

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import torch
+from torch import nn
+
 from ouvir.models.attention import RelPositionMultiHeadAttention
 from ouvir.models.config import EncoderConfig
 from ouvir.models.conv import ConformerConvolution
-from torch import nn
 
 
 class ConformerFeedForward(nn.Module):

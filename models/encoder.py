@@ -11,13 +11,14 @@ from __future__ import annotations
 import math
 
 import torch
+from torch import nn
+
 from ouvir.models.attention import RelPositionalEncoding, attention_masks
 from ouvir.models.block import ConformerLayer
 from ouvir.models.config import EncoderConfig
 from ouvir.models.geometry import StreamingGeometry, streaming_geometry
 from ouvir.models.state import EncoderState, StateSpec, state_spec
 from ouvir.models.subsampling import ConvSubsampling
-from torch import nn
 
 
 class ConformerEncoder(nn.Module):

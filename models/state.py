@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import torch
+
 from ouvir.models.config import EncoderConfig
 from ouvir.models.geometry import streaming_geometry
 

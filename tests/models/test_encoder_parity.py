@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 import torch
 import yaml
+
 from ouvir.models.config import from_nemo
 from ouvir.models.encoder import ConformerEncoder
 from ouvir.models.geometry import StreamingGeometry, streaming_geometry
-
 from tests.conftest import NEMO_FIXTURES
 
 ATOL = 1e-4

@@ -9,10 +9,10 @@ import json
 import pytest
 import torch
 import yaml
+
 from ouvir.models.config import EncoderConfig, from_nemo
 from ouvir.models.encoder import ConformerEncoder
 from ouvir.models.geometry import streaming_geometry
-
 from tests.conftest import FIXTURE_MODELS, NEMO_FIXTURES
 from tests.models.test_encoder_parity import nemo_chunks
 

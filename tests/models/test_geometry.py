@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 import yaml
+
 from ouvir.models.config import EncoderConfig, from_nemo
 from ouvir.models.geometry import streaming_geometry
 from ouvir.models.state import EncoderState, state_spec
-
 from tests.conftest import FIXTURE_MODELS, NEMO_FIXTURES
 
 FIELDS = ("chunk_size", "shift_size", "pre_encode_cache_size", "drop_extra_pre_encoded", "valid_out_len",

@@ -1,0 +1,115 @@
+"""The ONNX Runtime backend: runs a bundle's ONNX graphs (export/onnx_export.py), numpy in, numpy out.
+
+Encoder graphs have NeMo's exported interface: batch-first caches, a fixed time axis per graph. Step 0
+uses ``encoder_first`` (nothing dropped), later steps ``encoder_next``. A shorter last chunk is padded
+with zero columns to the graph's width, ``length`` keeping its real width; only the valid frames are
+returned. The RNNT decoder / joiner are sherpa-onnx's graphs: the prediction handed to ``joint`` is the
+raw prediction-network output (B, H). No torch.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ouvir.engine.backends.base import EncoderState, PredictorState
+from ouvir.engine.bundle import Bundle, BundleError, Graph, Lookahead, load_bundle
+
+
+def open(path: Path, precision: str, lookahead_ms: int | None) -> OnnxBackend:
+    bundle = load_bundle(path)
+    if bundle.backend != "onnx":
+        raise BundleError(path, f"its graphs are {bundle.backend!r}, not onnx")
+    if precision != bundle.precision:
+        raise BundleError(path, f"it holds {bundle.precision} graphs, not {precision}")
+    return OnnxBackend(bundle, bundle.select(lookahead_ms))
+
+
+def layer_first(x: np.ndarray) -> np.ndarray:
+    return x.swapaxes(0, 1)  # (B, L, ...) <-> (L, B, ...)
+
+
+def batch_first(x: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(x.swapaxes(0, 1))
+
+
+class _Session:
+    def __init__(self, bundle: Bundle, graph: Graph, threads: int | None) -> None:
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        if threads:
+            opts.intra_op_num_threads = threads
+            opts.inter_op_num_threads = 1
+        self.graph = graph
+        self.session = ort.InferenceSession(str(bundle.path(graph.file)), opts, providers=["CPUExecutionProvider"])
+
+    def __call__(self, *inputs: np.ndarray) -> list[np.ndarray]:
+        return self.session.run(None, dict(zip(self.graph.inputs, inputs, strict=True)))
+
+
+class OnnxBackend:
+    name = "onnx"
+
+    def __init__(self, bundle: Bundle, lookahead: Lookahead, threads: int | None = None) -> None:
+        self.bundle = bundle
+        self.lookahead = lookahead
+        self.precision = bundle.precision
+        self.info = bundle.model_info(lookahead)
+        self._first = _Session(bundle, lookahead.encoder_first, threads)
+        self._next = _Session(bundle, lookahead.encoder_next, threads)
+        self._heads = {role: _Session(bundle, g, threads) for role, g in bundle.heads.items()}
+        self._state = lookahead.state["tensors"]
+        rnnt = bundle.model_config.get("rnnt")
+        self._predictor_shape = (rnnt["pred_rnn_layers"], rnnt["pred_hidden"]) if rnnt else None
+
+    def initial_state(self, batch: int = 1) -> EncoderState:
+        return EncoderState(*(
+            np.zeros([batch if d == "B" else d for d in t["shape"]], dtype=t["dtype"]) for t in self._state
+        ))
+
+    def encode(
+        self, chunk: np.ndarray, chunk_len: np.ndarray, state: EncoderState, first: bool
+    ) -> tuple[np.ndarray, np.ndarray, EncoderState]:
+        session = self._first if first else self._next
+        width = session.graph.info["chunk_frames"]
+        if chunk.shape[2] > width:
+            raise ValueError(f"chunk of {chunk.shape[2]} columns is wider than the graph's {width}")
+        if chunk.shape[2] < width:  # the last, shorter chunk: zero columns after it, length unchanged
+            chunk = np.pad(chunk, ((0, 0), (0, 0), (0, width - chunk.shape[2])))
+        encoded, lengths, channel, time, channel_len = session(
+            np.ascontiguousarray(chunk, dtype=np.float32),  # (B, F, T)
+            np.asarray(chunk_len, dtype=np.int64),  # (B,)
+            batch_first(state.cache_last_channel),  # (B, L, C, D)
+            batch_first(state.cache_last_time),  # (B, L, D, K-1)
+            np.asarray(state.cache_last_channel_len, dtype=np.int64),  # (B,)
+        )  # encoded (B, D, T')
+        valid = int(lengths.max()) if lengths.size else 0
+        next_state = EncoderState(layer_first(channel), layer_first(time), channel_len)
+        return encoded[:, :, :valid].transpose(0, 2, 1), lengths, next_state  # (B, T', D)
+
+    def ctc_log_probs(self, encoded: np.ndarray) -> np.ndarray:
+        if "ctc" not in self._heads:
+            raise ValueError("this bundle has no CTC head")
+        (log_probs,) = self._heads["ctc"](np.ascontiguousarray(encoded.transpose(0, 2, 1)))  # (B, D, T')
+        return log_probs  # (B, T', V+1)
+
+    def predict(self, token: np.ndarray, state: PredictorState) -> tuple[np.ndarray, PredictorState]:
+        targets = np.asarray(token, dtype=np.int32)[:, None]  # (B, 1)
+        out, _, h, c = self._heads["rnnt_decoder"](targets, np.ones(len(targets), dtype=np.int32), state.h, state.c)
+        return out[:, :, 0], PredictorState(h, c)  # (B, H)
+
+    def joint(self, encoded_frame: np.ndarray, prediction: np.ndarray) -> np.ndarray:
+        (logits,) = self._heads["rnnt_joint"](
+            np.ascontiguousarray(encoded_frame, dtype=np.float32)[:, :, None],  # (B, D, 1)
+            np.ascontiguousarray(prediction, dtype=np.float32)[:, :, None],  # (B, H, 1)
+        )  # (B, 1, 1, V+1)
+        return logits[:, 0, 0]
+
+    def initial_predictor_state(self, batch: int = 1) -> PredictorState:
+        if self._predictor_shape is None:
+            raise ValueError("this bundle has no RNNT decoder")
+        layers, hidden = self._predictor_shape
+        zeros = np.zeros((layers, batch, hidden), np.float32)  # (P, B, H)
+        return PredictorState(zeros, zeros.copy())

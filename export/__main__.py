@@ -1,0 +1,5 @@
+import sys
+
+from ouvir.export.cli import main
+
+sys.exit(main())

@@ -1,0 +1,194 @@
+"""int8 export: ONNX Runtime (dynamic, or static QDQ) and ExecuTorch PT2E with the XNNPACK quantizer
+(dynamic or static), weights per output channel, and an accuracy report against fp32.
+
+Calibration: the graphs are run eagerly behind the engine's Recognizer on the calibration audio, for every
+look-ahead and decoder (export/calibration.py); every graph's inputs are recorded there.
+
+Kept in float, because measurement showed they must be:
+* the relative-position products ``(q + v) @ p^T``: ``p`` is a constant folded per chunk shape, and ONNX
+  Runtime's per-channel dynamic MatMul rejects it at run time ("b zero point is not valid"); XNNPACK's
+  dynamic quantizer has no kernel for a constant left operand either;
+* in ONNX, the subsampling and depthwise convolutions (tiny weights): as ConvInteger they made the
+  hybrid fixture's step 2.3x slower (4.7 vs 2.1 ms); the pointwise (kernel 1) convolutions are int8;
+* ONNX static QDQ quantizes only MatMul / Gemm / Conv (the default op set tripled the drift), and the RNNT
+  decoder / joiner stay dynamic there (one token at a time: no activation range to calibrate cheaply).
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import torch
+
+from ouvir.export.calibration import EagerGraphs, RecordingEncoder, decode, read_audio
+from ouvir.export.graphs import GraphSpec, graph_specs, lookahead_name
+from ouvir.models.asr import LoadedModel
+from ouvir.models.geometry import streaming_geometry
+from ouvir.models.train.wer import edit_distance, word_error_rate
+
+
+def onnx_float_nodes(model: onnx.ModelProto) -> dict[str, str]:
+    """Nodes kept in float, with the reason: MatMuls whose second operand is a constant of rank >= 3 (the
+    folded position projections) and every Conv but the pointwise (kernel 1) ones."""
+    shapes = {t.name: list(t.dims) for t in model.graph.initializer}
+    keep = {}
+    for node in model.graph.node:
+        weight = shapes.get(node.input[1]) if len(node.input) > 1 else None
+        if node.op_type == "MatMul" and weight is not None and len(weight) >= 3:
+            keep[node.name] = "relative-position product"
+        elif node.op_type == "Conv" and not (weight is not None and len(weight) == 3 and weight[2] == 1):
+            keep[node.name] = "subsampling / depthwise conv"
+    return keep
+
+
+def _reader(names: Sequence[str], rows: list[tuple[np.ndarray, ...]]):
+    """An onnxruntime CalibrationDataReader over recorded input tuples."""
+    from onnxruntime.quantization import CalibrationDataReader
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self._rows = iter([dict(zip(names, row, strict=True)) for row in rows])
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return next(self._rows, None)
+
+    return Reader()
+
+
+def _outside_rel_pos(node: torch.fx.Node) -> bool:
+    """False for nodes of a ``linear_pos`` module (its input is the constant position table)."""
+    return not any("linear_pos" in str(path) for path, _ in node.meta.get("nn_module_stack", {}).values())
+
+
+class Int8Quantizer:
+    def __init__(self, loaded: LoadedModel, contexts: list[tuple[int, int]], calibration: list[Path], fmt: str,
+                 method: str, progress: bool = True) -> None:
+        self.loaded, self.contexts, self.fmt, self.method = loaded, contexts, fmt, method
+        self.calibration = calibration
+        self.audio = [read_audio(p) for p in calibration]
+        self.specs = {s.name: s for s in graph_specs(loaded.model, contexts)}
+        self.kept_float: dict[str, dict[str, str]] = {}  # graph -> node -> why it stays float
+        self.reference: dict[tuple[str, str], list] = {}  # (look-ahead, decoder) -> Decoded per audio
+        self.inputs: dict[str, list[tuple[np.ndarray, ...]]] = {}
+        cfg = loaded.config
+        geos = [streaming_geometry(cfg.encoder, ctx, cfg.features.window_stride) for ctx in contexts]
+        self.lookahead_ms = {lookahead_name(g.att_context_size): round(g.lookahead_ms) for g in geos}
+        for ctx in contexts:
+            for decoder in loaded.config.decoders:
+                runs = []
+                for audio in self.audio:
+                    eager = EagerGraphs(loaded, self.specs, ctx)
+                    runs.append(decode(eager, decoder, audio))
+                    for name, rows in eager.inputs.items():
+                        self.inputs.setdefault(name, []).extend(rows)
+                self.reference[(lookahead_name(ctx), decoder)] = runs
+
+    # ------------------------------------------------------------------------------------------ ONNX
+
+    def onnx(self, spec: GraphSpec, model: onnx.ModelProto) -> onnx.ModelProto:
+        from onnxruntime.quantization import QuantFormat, QuantType, quantize_dynamic, quantize_static
+
+        keep = onnx_float_nodes(model)
+        self.kept_float[spec.name] = keep
+        static = self.method == "static" and spec.role in ("encoder_first", "encoder_next", "ctc")
+        with tempfile.TemporaryDirectory() as tmp:
+            src, dst = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
+            onnx.save(model, src)
+            if static:
+                quantize_static(
+                    src, dst, _reader(spec.inputs, self.inputs[spec.name]), quant_format=QuantFormat.QDQ,
+                    op_types_to_quantize=["MatMul", "Gemm", "Conv"], per_channel=True,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, nodes_to_exclude=list(keep),
+                )
+            else:
+                quantize_dynamic(src, dst, op_types_to_quantize=["MatMul", "Gemm", "Conv", "LSTM"], per_channel=True,
+                                 weight_type=QuantType.QInt8, nodes_to_exclude=list(keep))
+            quantized = onnx.load(dst)
+        del quantized.graph.value_info[:]
+        return quantized
+
+    # ------------------------------------------------------------------------------------------ PT2E
+
+    def pt2e(self, spec: GraphSpec) -> torch.export.ExportedProgram:
+        from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
+            XNNPACKQuantizer,
+            get_symmetric_quantization_config,
+        )
+        from executorch.exir.operator.util import _QUANT_PRIMITIVES
+        from executorch.exir.passes.constant_prop_pass import constant_prop_pass, get_default_skip_targets_no_quant
+        from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+        from ouvir.export.pte_export import DECOMPOSITIONS
+
+        example = spec.example_batch(1)
+        module = torch.export.export(spec.module, example).run_decompositions(DECOMPOSITIONS).module()
+        if spec.role.startswith("encoder"):
+            self.kept_float[spec.name] = {"self_attn.linear_pos": "relative-position product"}
+        quantizer = XNNPACKQuantizer().set_global(
+            get_symmetric_quantization_config(is_per_channel=True, is_dynamic=self.method == "dynamic"))
+        quantizer.set_filter_function(_outside_rel_pos)
+        prepared = prepare_pt2e(module, quantizer)
+        with torch.no_grad():
+            for row in self.inputs[spec.name][:64] if self.method == "static" else [tuple(x.numpy() for x in example)]:
+                prepared(*(torch.from_numpy(x) for x in row))
+        converted = convert_pt2e(prepared)
+        # Fold the chunk's constants but keep the (de)quantize ops: XNNPACK needs them to see int8 weights.
+        keep = set(_QUANT_PRIMITIVES) | get_default_skip_targets_no_quant()
+        return constant_prop_pass(torch.export.export(converted, example), custom_skip_targets=keep)
+
+    # ------------------------------------------------------------------------------------------ report
+
+    def describe(self) -> dict[str, Any]:
+        tool = "onnxruntime.quantization" if self.fmt == "onnx" else "torchao PT2E + XNNPACKQuantizer"
+        return {"scheme": "int8", "method": self.method, "tool": tool, "per_channel": True,
+                "weights": "int8 symmetric", "calibration": [p.name for p in self.calibration],
+                "kept_float": {k: v for k, v in self.kept_float.items() if v}}
+
+    def report(self, bundle: Path, references: Sequence[str] | None) -> str:
+        """Per look-ahead and decoder: encoder error vs fp32 over the chained steps, greedy token agreement,
+        and WER of both when ``references`` (one per calibration file) are given."""
+        from ouvir.engine.backends import open_backend
+
+        if references is not None and len(references) != len(self.audio):
+            raise ValueError(f"{len(references)} references for {len(self.audio)} calibration files")
+        manifest = json.loads((bundle / "manifest.json").read_text())
+        stored = sum(f["bytes"] for name, f in manifest["files"].items() if name.endswith((".onnx", ".bin", ".pte")))
+        params = sum(p.numel() for p in self.loaded.model.parameters())
+        out: dict[str, Any] = {
+            "calibration": [p.name for p in self.calibration],
+            "size": {"parameters": params, "parameters_fp32_bytes": 4 * params, "graph_and_weight_bytes": stored},
+            "lookaheads": {},
+        }
+        for (la, decoder), fp32_runs in self.reference.items():
+            int8_runs = []
+            for audio in self.audio:
+                backend = RecordingEncoder(open_backend(bundle, self.fmt, "int8", self.lookahead_ms[la]))
+                int8_runs.append(decode(backend, decoder, audio))
+            errors = [float(np.abs(a - b).max()) for f, q in zip(fp32_runs, int8_runs, strict=True)
+                      for a, b in zip(f.encoded, q.encoded, strict=True) if a.size]
+            scale = max(float(np.abs(a).max()) for f in fp32_runs for a in f.encoded if a.size)
+            token_edits = sum(edit_distance(f.tokens, q.tokens) for f, q in zip(fp32_runs, int8_runs, strict=True))
+            n_tokens = sum(len(f.tokens) for f in fp32_runs)
+            entry = {
+                "encoder_max_abs_error": max(errors),
+                "encoder_mean_step_max_abs_error": float(np.mean(errors)),
+                "encoder_max_abs_fp32": scale,
+                "steps": len(errors),
+                "tokens_fp32": n_tokens,
+                "token_edits": token_edits,
+                "token_agreement": 1.0 - token_edits / max(n_tokens, 1),
+                "identical_tokens": all(f.tokens == q.tokens for f, q in zip(fp32_runs, int8_runs, strict=True)),
+                "texts": [{"fp32": f.text, "int8": q.text} for f, q in zip(fp32_runs, int8_runs, strict=True)],
+            }
+            if references is not None:
+                entry["wer_fp32"] = word_error_rate(references, [f.text for f in fp32_runs])
+                entry["wer_int8"] = word_error_rate(references, [q.text for q in int8_runs])
+                entry["wer_change"] = entry["wer_int8"] - entry["wer_fp32"]
+            out["lookaheads"].setdefault(la, {})[decoder] = entry
+        return json.dumps(out, indent=1) + "\n"
