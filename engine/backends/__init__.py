@@ -1,11 +1,12 @@
 """Backend registry: ``open_backend`` picks the module that runs a model and imports it only then.
 
-Each backend module exposes ``open(model_path, precision, lookahead_ms) -> Backend`` (see base.py):
+Each backend module exposes ``open(model_path, precision, lookahead_ms, threads) -> Backend`` (see base.py):
 
 * ``torch``: a NeMo ``.nemo`` or an ouvir checkpoint file, run eagerly by ouvir.models (needs torch);
 * ``onnx`` / ``pte``: a bundle directory (engine/bundle.py) run by onnxruntime / ExecuTorch.
 
-``lookahead_ms`` selects one of the model's attention contexts (None = its default).
+``lookahead_ms`` selects one of the model's attention contexts (None = its default); ``threads`` sizes the
+runtime's compute pool (None = its default).
 """
 
 from __future__ import annotations
@@ -24,7 +25,11 @@ PRECISIONS = ("fp32", "int8")
 
 
 def open_backend(
-    model_path: str | Path, backend: str | None = None, precision: str = "fp32", lookahead_ms: int | None = None
+    model_path: str | Path,
+    backend: str | None = None,
+    precision: str = "fp32",
+    lookahead_ms: int | None = None,
+    threads: int | None = None,
 ) -> Backend:
     """Open ``model_path`` with ``backend`` (None: torch for a checkpoint file, the bundle's own for a dir)."""
     path = Path(model_path)
@@ -43,7 +48,7 @@ def open_backend(
         module = importlib.import_module(BACKENDS[backend])
     except ModuleNotFoundError as e:
         raise RuntimeError(f"backend {backend!r} is not available: {e}") from e
-    return module.open(path, precision, lookahead_ms)
+    return module.open(path, precision, lookahead_ms, threads)
 
 
 def _bundle_backend(path: Path) -> str:

@@ -14,16 +14,13 @@ from pathlib import Path
 import numpy as np
 
 from ouvir.engine.backends.base import EncoderState, PredictorState
-from ouvir.engine.bundle import Bundle, BundleError, Graph, Lookahead, load_bundle
+from ouvir.engine.backends.bundled import BundledBackend, load_for
+from ouvir.engine.bundle import Bundle, Graph, Lookahead
 
 
-def open(path: Path, precision: str, lookahead_ms: int | None) -> OnnxBackend:
-    bundle = load_bundle(path)
-    if bundle.backend != "onnx":
-        raise BundleError(path, f"its graphs are {bundle.backend!r}, not onnx")
-    if precision != bundle.precision:
-        raise BundleError(path, f"it holds {bundle.precision} graphs, not {precision}")
-    return OnnxBackend(bundle, bundle.select(lookahead_ms))
+def open(path: Path, precision: str, lookahead_ms: int | None, threads: int | None = None) -> OnnxBackend:
+    bundle = load_for(path, "onnx", precision)
+    return OnnxBackend(bundle, bundle.select(lookahead_ms), threads)
 
 
 def layer_first(x: np.ndarray) -> np.ndarray:
@@ -49,25 +46,14 @@ class _Session:
         return self.session.run(None, dict(zip(self.graph.inputs, inputs, strict=True)))
 
 
-class OnnxBackend:
+class OnnxBackend(BundledBackend):
     name = "onnx"
 
     def __init__(self, bundle: Bundle, lookahead: Lookahead, threads: int | None = None) -> None:
-        self.bundle = bundle
-        self.lookahead = lookahead
-        self.precision = bundle.precision
-        self.info = bundle.model_info(lookahead)
+        super().__init__(bundle, lookahead)
         self._first = _Session(bundle, lookahead.encoder_first, threads)
         self._next = _Session(bundle, lookahead.encoder_next, threads)
         self._heads = {role: _Session(bundle, g, threads) for role, g in bundle.heads.items()}
-        self._state = lookahead.state["tensors"]
-        rnnt = bundle.model_config.get("rnnt")
-        self._predictor_shape = (rnnt["pred_rnn_layers"], rnnt["pred_hidden"]) if rnnt else None
-
-    def initial_state(self, batch: int = 1) -> EncoderState:
-        return EncoderState(*(
-            np.zeros([batch if d == "B" else d for d in t["shape"]], dtype=t["dtype"]) for t in self._state
-        ))
 
     def encode(
         self, chunk: np.ndarray, chunk_len: np.ndarray, state: EncoderState, first: bool
@@ -106,10 +92,3 @@ class OnnxBackend:
             np.ascontiguousarray(prediction, dtype=np.float32)[:, :, None],  # (B, H, 1)
         )  # (B, 1, 1, V+1)
         return logits[:, 0, 0]
-
-    def initial_predictor_state(self, batch: int = 1) -> PredictorState:
-        if self._predictor_shape is None:
-            raise ValueError("this bundle has no RNNT decoder")
-        layers, hidden = self._predictor_shape
-        zeros = np.zeros((layers, batch, hidden), np.float32)  # (P, B, H)
-        return PredictorState(zeros, zeros.copy())

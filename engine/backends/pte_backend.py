@@ -18,16 +18,13 @@ from typing import Any
 import numpy as np
 
 from ouvir.engine.backends.base import EncoderState, PredictorState
-from ouvir.engine.bundle import Bundle, BundleError, Graph, Lookahead, load_bundle
+from ouvir.engine.backends.bundled import BundledBackend, load_for
+from ouvir.engine.bundle import Bundle, BundleError, Graph, Lookahead
 
 
-def open(path: Path, precision: str, lookahead_ms: int | None) -> PteBackend:
-    bundle = load_bundle(path)
-    if bundle.backend != "pte":
-        raise BundleError(path, f"its graphs are {bundle.backend!r}, not pte")
-    if precision != bundle.precision:
-        raise BundleError(path, f"it holds {bundle.precision} graphs, not {precision}")
-    return PteBackend(bundle, bundle.select(lookahead_ms))
+def open(path: Path, precision: str, lookahead_ms: int | None, threads: int | None = None) -> PteBackend:
+    bundle = load_for(path, "pte", precision)
+    return PteBackend(bundle, bundle.select(lookahead_ms), threads)
 
 
 class _Method:
@@ -43,7 +40,7 @@ class _Method:
         return [y.numpy() for y in outputs]
 
 
-class PteBackend:
+class PteBackend(BundledBackend):
     name = "pte"
 
     def __init__(self, bundle: Bundle, lookahead: Lookahead, threads: int | None = None) -> None:
@@ -54,10 +51,7 @@ class PteBackend:
         torch.set_num_threads(1)
         if threads:
             portable_lib._unsafe_reset_threadpool(threads)
-        self.bundle = bundle
-        self.lookahead = lookahead
-        self.precision = bundle.precision
-        self.info = bundle.model_info(lookahead)
+        super().__init__(bundle, lookahead)
         files = {g.file for g in (lookahead.encoder_first, lookahead.encoder_next, *bundle.heads.values())}
         if len(files) != 1:
             raise BundleError(bundle.root, f"expected one .pte program, the graphs name {sorted(files)}")
@@ -65,14 +59,6 @@ class PteBackend:
         self._first = _Method(program, lookahead.encoder_first)
         self._next = _Method(program, lookahead.encoder_next)
         self._heads = {role: _Method(program, g) for role, g in bundle.heads.items()}
-        self._state = lookahead.state["tensors"]
-        rnnt = bundle.model_config.get("rnnt")
-        self._predictor_shape = (rnnt["pred_rnn_layers"], rnnt["pred_hidden"]) if rnnt else None
-
-    def initial_state(self, batch: int = 1) -> EncoderState:
-        return EncoderState(*(
-            np.zeros([batch if d == "B" else d for d in t["shape"]], dtype=t["dtype"]) for t in self._state
-        ))
 
     def encode(
         self, chunk: np.ndarray, chunk_len: np.ndarray, state: EncoderState, first: bool
@@ -141,10 +127,3 @@ class PteBackend:
             for b in range(encoded_frame.shape[0])
         ]
         return np.concatenate(logits)
-
-    def initial_predictor_state(self, batch: int = 1) -> PredictorState:
-        if self._predictor_shape is None:
-            raise ValueError("this bundle has no RNNT decoder")
-        layers, hidden = self._predictor_shape
-        zeros = np.zeros((layers, batch, hidden), np.float32)  # (P, B, H)
-        return PredictorState(zeros, zeros.copy())

@@ -19,7 +19,7 @@ from ouvir.models.state import EncoderState as TorchEncoderState
 from ouvir.models.state import state_spec
 
 
-def open(path: Path, precision: str, lookahead_ms: int | None) -> TorchBackend:
+def open(path: Path, precision: str, lookahead_ms: int | None, threads: int | None = None) -> TorchBackend:
     if precision != "fp32":
         raise ValueError(f"the torch backend runs fp32 only, not {precision}: export an int8 bundle (onnx / pte)")
     if path.suffix == ".nemo":
@@ -30,6 +30,8 @@ def open(path: Path, precision: str, lookahead_ms: int | None) -> TorchBackend:
         from ouvir.models.checkpoint import load_checkpoint
 
         loaded = load_checkpoint(path)
+    if threads:
+        torch.set_num_threads(threads)
     return TorchBackend(loaded, select_context(loaded, lookahead_ms))
 
 

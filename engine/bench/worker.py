@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 import sys
 from dataclasses import asdict, dataclass, field
@@ -68,29 +67,11 @@ def open_engine(spec: RunSpec) -> tuple[Engine, int, int | None]:
     return OuvirEngine(backend, spec.decoder, perf_counter, spec.label), block, info.lookahead_ms
 
 
-BUNDLE_BACKENDS = {"onnx": "OnnxBackend", "pte": "PteBackend"}  # class in ouvir.engine.backends.<name>_backend
-
-
 def open_backend(spec: RunSpec) -> Backend:
-    """The engine's backend for ``spec`` with ``spec.threads`` threads. ``open_backend`` takes no thread
-    count yet, so bundle backends are built here the way their ``open`` builds them, plus threads."""
-    if spec.backend in BUNDLE_BACKENDS:
-        from ouvir.engine.bundle import BundleError, load_bundle
-
-        bundle = load_bundle(spec.model)
-        if (bundle.backend, bundle.precision) != (spec.backend, spec.precision):
-            raise BundleError(spec.model, f"it holds {bundle.backend} {bundle.precision}, "
-                                          f"not {spec.backend} {spec.precision}")
-        module = importlib.import_module(f"ouvir.engine.backends.{spec.backend}_backend")
-        return getattr(module, BUNDLE_BACKENDS[spec.backend])(bundle, bundle.select(spec.lookahead_ms), spec.threads)
+    """The engine's backend for ``spec`` with ``spec.threads`` threads."""
     from ouvir.engine.backends import open_backend as open_engine_backend
 
-    backend = open_engine_backend(spec.model, spec.backend, spec.precision, spec.lookahead_ms)
-    if spec.backend == "torch":
-        import torch
-
-        torch.set_num_threads(spec.threads)
-    return backend
+    return open_engine_backend(spec.model, spec.backend, spec.precision, spec.lookahead_ms, spec.threads)
 
 
 def run(spec: RunSpec, meters: Meters = REAL_METERS) -> dict[str, Any]:
