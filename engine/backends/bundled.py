@@ -32,6 +32,15 @@ class BundledBackend:
         rnnt = bundle.model_config.get("rnnt")
         self._predictor_shape = (rnnt["pred_rnn_layers"], rnnt["pred_hidden"]) if rnnt else None
 
+    @staticmethod
+    def fit_chunk(chunk: np.ndarray, width: int) -> np.ndarray:
+        """``chunk`` (B, F, T) as float32 at the graph's fixed width: the last, shorter chunk gets zero columns
+        after it (its ``length`` stays the real width, so its valid frames are unchanged)."""
+        if chunk.shape[2] > width:
+            raise ValueError(f"chunk of {chunk.shape[2]} columns is wider than the graph's {width}")
+        chunk = np.pad(chunk, ((0, 0), (0, 0), (0, width - chunk.shape[2])))
+        return np.ascontiguousarray(chunk, dtype=np.float32)  # (B, F, width)
+
     def initial_state(self, batch: int = 1) -> EncoderState:
         return EncoderState(*(
             np.zeros([batch if d == "B" else d for d in t["shape"]], dtype=t["dtype"]) for t in self._state

@@ -59,13 +59,8 @@ class OnnxBackend(BundledBackend):
         self, chunk: np.ndarray, chunk_len: np.ndarray, state: EncoderState, first: bool
     ) -> tuple[np.ndarray, np.ndarray, EncoderState]:
         session = self._first if first else self._next
-        width = session.graph.info["chunk_frames"]
-        if chunk.shape[2] > width:
-            raise ValueError(f"chunk of {chunk.shape[2]} columns is wider than the graph's {width}")
-        if chunk.shape[2] < width:  # the last, shorter chunk: zero columns after it, length unchanged
-            chunk = np.pad(chunk, ((0, 0), (0, 0), (0, width - chunk.shape[2])))
         encoded, lengths, channel, time, channel_len = session(
-            np.ascontiguousarray(chunk, dtype=np.float32),  # (B, F, T)
+            self.fit_chunk(chunk, session.graph.info["chunk_frames"]),  # (B, F, T)
             np.asarray(chunk_len, dtype=np.int64),  # (B,)
             batch_first(state.cache_last_channel),  # (B, L, C, D)
             batch_first(state.cache_last_time),  # (B, L, D, K-1)

@@ -64,10 +64,7 @@ class PteBackend(BundledBackend):
         self, chunk: np.ndarray, chunk_len: np.ndarray, state: EncoderState, first: bool
     ) -> tuple[np.ndarray, np.ndarray, EncoderState]:
         method = self._first if first else self._next
-        width = method.graph.info["chunk_frames"]
-        if chunk.shape[2] > width:
-            raise ValueError(f"chunk of {chunk.shape[2]} columns is wider than the method's {width}")
-        chunk = np.pad(chunk.astype(np.float32, copy=False), ((0, 0), (0, 0), (0, width - chunk.shape[2])))
+        chunk = self.fit_chunk(chunk, method.graph.info["chunk_frames"])  # (B, F, T)
         encoded, lengths, channel, time, channel_len = [], [], [], [], []
         for b in range(chunk.shape[0]):  # (1, ...) slices: the methods have batch 1
             e, n, c1, c2, c3 = method(

@@ -23,17 +23,10 @@ from .reference import reference
 
 pytest.importorskip("torch")
 OUVIR = Path(sys.executable).with_name("ouvir")
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny per-chunk ops: threads only add overhead on these 2 cores
-    yield
-    torch.set_num_threads(before)
 
 
 BAR = [("hybrid_multi", ms, ctx, dec) for ms, ctx in ((0, "c70_0"), (80, "c70_1"), (480, "c70_6"), (1040, "c70_13"))

@@ -18,17 +18,11 @@ from ouvir.models.encoder import ConformerEncoder
 from ouvir.models.geometry import StreamingGeometry, streaming_geometry
 from tests.conftest import NEMO_FIXTURES
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 ATOL = 1e-4
 CASES = [("hybrid_multi", ctx) for ctx in ((70, 13), (70, 6), (70, 1), (70, 0))] + [("ctc_conformer", (64, 7))]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """NeMo's fixtures were made on 1 thread; tiny ops on a busy 2-core box are also far faster on one."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @cache

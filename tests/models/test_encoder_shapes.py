@@ -16,16 +16,11 @@ from ouvir.models.geometry import streaming_geometry
 from tests.conftest import FIXTURE_MODELS, NEMO_FIXTURES
 from tests.models.test_encoder_parity import nemo_chunks
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 ATOL = 1e-4
 LARGE_ENCODER_PARAMS = 17 * 6_312_448 + 1_581_568  # 17 layers + dw_striding pre_encode (256 ch, out 2816 -> 512)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _small(**kw) -> EncoderConfig:
