@@ -3,8 +3,10 @@
 Per utterance: ``freq_masks`` bands, each starting at ``randint(0, F - freq_width)`` and
 ``randint(0, freq_width)`` bins wide; ``time_masks`` spans, each ``randint(0, W)`` frames wide starting at
 ``randint(0, max(1, length - W))``, where ``W = time_width`` frames, or ``max(1, int(length * time_width))``
-when ``time_width`` is a fraction. Masked entries are set to ``mask_value`` (0.0, as NeMo). Bounds are
-inclusive, as Python's ``random.randint`` that NeMo uses.
+when ``time_width`` is a fraction. Masked entries are set to ``mask_value``: 0.0 as NeMo, or ``"mean"``, each
+utterance's mean over its valid frames (as lhotse does). With un-normalized log-mel (``normalize: NA``,
+values about -16.6 in silence and 0 at full scale) a 0.0 mask is the loudest possible sound; the mean is not.
+Bounds are inclusive, as Python's ``random.randint`` that NeMo uses.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ class SpecAugmentConfig:
     time_masks: int = 0
     freq_width: int = 10
     time_width: float = 0.1  # frames if >= 1, else a fraction of each utterance's length
-    mask_value: float = 0.0
+    mask_value: float | str = 0.0  # a number, or "mean": each utterance's mean over its valid frames
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SpecAugmentConfig:
@@ -30,6 +32,9 @@ class SpecAugmentConfig:
         unknown = sorted(set(d) - {"freq_masks", "time_masks", "freq_width", "time_width", "mask_value"})
         if unknown:
             raise ValueError(f"spec_augment: unsupported setting(s) {unknown}")
+        mask = d.get("mask_value", 0.0)
+        if isinstance(mask, str) and mask != "mean":
+            raise ValueError(f"spec_augment.mask_value={mask!r}: expected a number or 'mean'")
         return cls(**d)
 
     @property
@@ -69,4 +74,8 @@ def spec_augment(
         t = torch.arange(frames, device=device)[None, None, :]  # (1, 1, T)
         span_mask = (t >= start[..., None]) & (t < (start + width)[..., None])  # (B, M, T)
         keep &= ~span_mask.any(dim=1)[:, None, :]
-    return features.masked_fill(~keep, cfg.mask_value)
+    if cfg.mask_value != "mean":
+        return features.masked_fill(~keep, float(cfg.mask_value))
+    valid = (torch.arange(frames, device=device)[None, :] < lengths.to(device)[:, None])[:, None, :]  # (B, 1, T)
+    mean = (features * valid).sum(dim=(1, 2)) / (valid.sum(dim=(1, 2)) * bins).clamp(min=1)  # (B,)
+    return torch.where(keep, features, mean[:, None, None])

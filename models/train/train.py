@@ -29,7 +29,7 @@ import torch
 
 from ouvir.engine.features import hann_window, mel_filterbank
 from ouvir.models.asr import ASRModel, LoadedModel
-from ouvir.models.checkpoint import save_checkpoint
+from ouvir.models.checkpoint import load_checkpoint, save_checkpoint
 from ouvir.models.config import ModelConfig
 from ouvir.models.tokenizer import Tokenizer
 from ouvir.models.train.batching import (
@@ -143,6 +143,9 @@ def train(recipe: Recipe, opts: RunOptions, resume: bool = False) -> Progress:
     torch.set_num_threads(opts.threads)
     _one_blas_thread()
     device = torch.device(opts.device)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True  # TF32 matmuls: ~fp32 accuracy at tensor-core speed
+        torch.backends.cudnn.allow_tf32 = True
     out = opts.out
     out.mkdir(parents=True, exist_ok=True)
     log = out / "log.jsonl"
@@ -163,17 +166,23 @@ def train(recipe: Recipe, opts: RunOptions, resume: bool = False) -> Progress:
     if not train_utts:
         raise ValueError(f"{opts.data}: no training utterance of at most {recipe.max_duration} s")
     val_utts = read_split(opts.data, "test")[: opts.val_utterances]
+    start = load_checkpoint(recipe.init_from) if state is None and recipe.init_from else None
     if state is not None:
         tokenizer_model = state["tokenizer"]
+    elif start is not None:
+        tokenizer_model = start.tokenizer_model
     else:
         tokenizer_model = train_tokenizer((u.text for u in train_utts), recipe.vocab_size, recipe.seed)
     (out / "tokenizer.model").write_bytes(tokenizer_model)
     tokenizer = Tokenizer(tokenizer_model)
     cfg = ModelConfig.from_dict(state["config"]) if state else small_model_config(
-        tokenizer.pieces, recipe.d_model, recipe.n_layers)
+        tokenizer.pieces, recipe.d_model, recipe.n_layers, recipe.freq_masks, recipe.time_masks)
 
     torch.manual_seed(recipe.seed)
     model = ASRModel(cfg).to(device)
+    if start is not None:  # weights of an earlier run (its architecture must match the recipe's)
+        model.load_state_dict(start.model.state_dict())
+        del start
     optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.peak_lr, betas=recipe.betas,
                                   weight_decay=recipe.weight_decay, fused=True)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: noam_factor(i + 1, recipe))
@@ -322,6 +331,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--layers", type=int, default=defaults.n_layers)
     p.add_argument("--d-model", type=int, default=defaults.d_model)
     p.add_argument("--no-augment", action="store_true", help="no on-the-fly waveform augmentation")
+    p.add_argument("--init-from", default="", help="start from this ouvir checkpoint's weights and tokenizer")
+    p.add_argument("--freq-masks", type=int, default=defaults.freq_masks, help="SpecAugment frequency masks")
+    p.add_argument("--time-masks", type=int, default=defaults.time_masks, help="SpecAugment time masks")
     p.add_argument("--log-every", type=int, default=10)
     p.add_argument("--val-every", type=int, default=500)
     p.add_argument("--save-every", type=int, default=500)
@@ -329,7 +341,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--val-utterances", type=int, default=200)
     a = p.parse_args(argv)
     recipe = Recipe(vocab_size=a.vocab_size, d_model=a.d_model, n_layers=a.layers, batch_seconds=a.batch_seconds,
-                    peak_lr=a.peak_lr, warmup_steps=a.warmup_steps, augment=not a.no_augment, seed=a.seed)
+                    peak_lr=a.peak_lr, warmup_steps=a.warmup_steps, augment=not a.no_augment, seed=a.seed,
+                    freq_masks=a.freq_masks, time_masks=a.time_masks, init_from=a.init_from)
     opts = RunOptions(data=a.data, out=a.out, device=a.device, workers=a.workers, threads=a.threads,
                       max_minutes=a.max_minutes, max_steps=a.max_steps, log_every=a.log_every,
                       val_every=a.val_every, save_every=a.save_every, keep_best=a.keep_best,

@@ -152,6 +152,25 @@ def test_spec_augment_masks_bands_and_spans_within_bounds() -> None:
         SpecAugmentConfig.from_dict({"rect_masks": 5})
 
 
+def test_spec_augment_mean_mask_uses_each_utterances_valid_frames() -> None:
+    torch.manual_seed(0)
+    feats = torch.randn(4, 80, 100) - 8.0  # log-mel-like: far below 0
+    feats[:, :, 60:] = 0.0  # padding of the short utterances
+    lengths = torch.tensor([100, 60, 100, 60])
+    cfg = SpecAugmentConfig.from_dict({"freq_masks": 2, "time_masks": 4, "freq_width": 27, "time_width": 0.05,
+                                       "mask_value": "mean"})
+    out = spec_augment(feats, lengths, cfg)
+    for b in range(4):
+        n = int(lengths[b])
+        mean = feats[b, :, :n].mean()
+        changed = out[b] != feats[b]
+        assert changed.any()
+        assert torch.allclose(out[b][changed], mean.expand(int(changed.sum())))
+        assert float(mean) < -7.0  # not the padding's zeros, not NeMo's loud 0.0
+    with pytest.raises(ValueError, match="mask_value"):
+        SpecAugmentConfig.from_dict({"mask_value": "median"})
+
+
 def test_wer_counts_substitutions_insertions_deletions() -> None:
     assert edit_distance(["a", "b", "c"], ["a", "x", "c", "d"]) == 2
     assert word_error_rate(["the cat sat", "hello"], ["the cat sat", "hello"]) == 0.0

@@ -84,8 +84,9 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-def _run(data: Path, out: Path, steps: int, resume: bool = False) -> None:
-    recipe = Recipe(vocab_size=24, d_model=32, n_layers=1, batch_seconds=2.0, warmup_steps=2, augment=True)
+def _run(data: Path, out: Path, steps: int, resume: bool = False, init_from: str = "", seed: int = 0) -> None:
+    recipe = Recipe(vocab_size=24, d_model=32, n_layers=1, batch_seconds=2.0, warmup_steps=2, augment=True,
+                    init_from=init_from, seed=seed)
     opts = RunOptions(data=data, out=out, workers=0, threads=1, max_steps=steps, log_every=1, val_every=3,
                       save_every=100)
     train(recipe, opts, resume=resume)
@@ -119,3 +120,19 @@ def test_resume_continues_exactly(data_dir: Path, tmp_path: Path) -> None:
     assert loaded.tokenizer_model == (tmp_path / "split" / "tokenizer.model").read_bytes()
     for key, value in loaded.model.state_dict().items():
         assert torch.equal(value, b["model"][key]), key
+
+
+def test_init_from_starts_with_a_checkpoints_weights_and_tokenizer(data_dir: Path, tmp_path: Path) -> None:
+    _run(data_dir, tmp_path / "first", 2)
+    _run(data_dir, tmp_path / "fresh", 1, seed=1)
+    _run(data_dir, tmp_path / "second", 1, init_from=str(tmp_path / "first" / "final.ouvir"), seed=1)
+    first, fresh, second = (load_checkpoint(tmp_path / name / "final.ouvir") for name in ("first", "fresh", "second"))
+    assert second.tokenizer_model == first.tokenizer_model
+
+    def distance(a: ASRModel, b: ASRModel) -> float:
+        other = b.state_dict()
+        return max(float((v - other[k]).abs().max()) for k, v in a.state_dict().items() if v.is_floating_point())
+
+    moved = distance(first.model, second.model)  # one AdamW step at lr <= 1.5e-3 from the first run's weights
+    assert 0 < moved < 5e-3
+    assert distance(first.model, fresh.model) > 100 * moved  # not a fresh initialisation
