@@ -15,11 +15,9 @@ STAMP := $(VENV)/.ouvir-installed
 test: venv
 	$(PY) -m pytest -q
 
-# Until the default model ships (README: "The default model"), the demo streams the NeMo-written fixture
-# checkpoint over its test signal, at real-time pace with live partials: NeMo's own streaming transcript.
+# The default model's bundled samples through the real-time loop (ONNX fp32), live captions, then the WER.
 demo: venv
-	$(VENV)/bin/ouvir transcribe --realtime --model tests/fixtures/nemo/hybrid_multi.nemo \
-	    tests/fixtures/nemo/test_audio.wav
+	$(VENV)/bin/ouvir demo
 
 lint: venv
 	$(VENV)/bin/ruff check .

@@ -1,5 +1,6 @@
 """The ``ouvir`` command: transcribe files, listen to a microphone, list input devices, verify a bundle.
 
+    ouvir demo [model options] [--fast]     (the default model's bundled samples, live captions, WER)
     ouvir transcribe FILE... [--model M] [--backend torch|onnx|pte] [--precision fp32|int8]
                              [--lookahead-ms N] [--decoder rnnt|ctc] [--realtime] [--json] [--channel N]
     ouvir transcribe - --raw-format s16le --rate 48000 --channels 2     (raw PCM on stdin)
@@ -29,6 +30,7 @@ from ouvir.engine.audio.sources import AudioSource
 from ouvir.engine.audio.writer import audio_writer
 from ouvir.engine.backends import BACKENDS, PRECISIONS
 from ouvir.engine.bench.cli import add_bench_parser
+from ouvir.engine.bench.host import add_bench_host_parser
 from ouvir.engine.bundle import BundleError, add_verify_parser
 from ouvir.engine.default_model import default_model
 from ouvir.engine.errors import EngineError
@@ -123,6 +125,38 @@ def transcribe(args: argparse.Namespace) -> int:
     return 0
 
 
+def demo(args: argparse.Namespace) -> int:
+    """The README's first command: the shipped samples through the default model, captions as they come."""
+    from ouvir.engine.default_model import samples
+    from ouvir.models.train.wer import word_error_rate
+
+    rec = open_recognizer(args)
+    print(f"ouvir demo: {rec.backend.name} backend, {rec.decoder} decoder, look-ahead {rec.info.lookahead_ms} ms"
+          f"{', real time' if args.realtime else ''}", file=sys.stderr)
+    refs, hyps = [], []
+    stop = threading.Event()
+    with interrupt_stops(stop.set):
+        for sample in samples():
+            if stop.is_set():
+                break
+            print(f"{sample.path.name}:")
+            show = Printer(sys.stdout, False)
+            finals = []
+            with _open_input(sample.path, args) as source:
+                events = RealtimeLoop(rec, PacedSource(source), stop=stop).run() if args.realtime \
+                    else _decode_source(rec, source, stop)
+                for event in events:
+                    show(event)
+                    if isinstance(event, Final):
+                        finals.append(event.text)
+            refs.append(sample.text)
+            hyps.append(" ".join(t for t in finals if t))
+            print(f"  expected: {sample.text}")
+    if refs:
+        print(f"WER {100 * word_error_rate(refs, hyps):.1f} % over {len(refs)} samples")
+    return 0
+
+
 def _decode_source(rec: Recognizer, source: AudioSource, stop: threading.Event) -> Iterator[Event]:
     """As fast as the machine goes: every block, then the end of input."""
     stream = rec.create_stream()
@@ -185,6 +219,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rate", type=int, default=16000, help="sample rate of raw PCM on stdin")
     p.add_argument("--channels", type=int, default=1, help="channel count of raw PCM on stdin")
     p.set_defaults(func=transcribe)
+    p = sub.add_parser("demo", help="the default model's bundled samples, captioned live")
+    _model_options(p)
+    p.add_argument("--fast", dest="realtime", action="store_false", help="as fast as possible, not in real time")
+    p.set_defaults(func=demo, channel=None)
     p = sub.add_parser("listen", help="transcribe the microphone live")
     _model_options(p)
     p.add_argument("--input-backend", choices=INPUT_BACKENDS, default="sounddevice")
@@ -201,6 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_export_parser(sub)
     add_verify_parser(sub)
     add_bench_parser(sub)
+    add_bench_host_parser(sub)
     return parser
 
 

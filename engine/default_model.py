@@ -5,12 +5,15 @@
     onnx-fp32/      bundle (onnxruntime)
     onnx-int8/      bundle (onnxruntime, int8)
     pte-int8/       bundle (ExecuTorch / XNNPACK, int8)
+    samples/        held-out synthetic sample WAVs and samples.jsonl ({"file", "text"} per line)
 
 ``ouvir listen`` / ``transcribe`` use it when neither ``--model`` nor $OUVIR_MODEL names another.
 """
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
 
@@ -40,3 +43,19 @@ def default_model(backend: str | None, precision: str) -> tuple[Path, str]:
         raise FileNotFoundError(f"no default model is installed at {path} (this build ships none yet, see the README): "
                                 "pass --model a .nemo, an ouvir checkpoint or a bundle")
     return path, backend
+
+
+@dataclass(frozen=True)
+class Sample:
+    path: Path  # 16 kHz mono WAV
+    text: str  # what it says (lower case, no punctuation: the training texts' form)
+
+
+def samples() -> list[Sample]:
+    """The shipped sample utterances, in ``samples.jsonl`` order."""
+    folder = root() / "samples"
+    index = folder / "samples.jsonl"
+    if not index.is_file():
+        raise FileNotFoundError(f"no default model samples are installed at {folder}")
+    rows = [json.loads(line) for line in index.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [Sample(folder / r["file"], r["text"]) for r in rows]

@@ -155,7 +155,7 @@ def test_spec_augment_masks_bands_and_spans_within_bounds() -> None:
 def test_spec_augment_mean_mask_uses_each_utterances_valid_frames() -> None:
     torch.manual_seed(0)
     feats = torch.randn(4, 80, 100) - 8.0  # log-mel-like: far below 0
-    feats[:, :, 60:] = 0.0  # padding of the short utterances
+    feats[1::2, :, 60:] = 0.0  # padding of the short utterances
     lengths = torch.tensor([100, 60, 100, 60])
     cfg = SpecAugmentConfig.from_dict({"freq_masks": 2, "time_masks": 4, "freq_width": 27, "time_width": 0.05,
                                        "mask_value": "mean"})
