@@ -9,7 +9,8 @@ Kept in float, because measurement showed they must be:
   Runtime's per-channel dynamic MatMul rejects it at run time ("b zero point is not valid"); XNNPACK's
   dynamic quantizer has no kernel for a constant left operand either;
 * in ONNX, the subsampling and depthwise convolutions (tiny weights): as ConvInteger they made the
-  hybrid fixture's step 2.3x slower (4.7 vs 2.1 ms); the pointwise (kernel 1) convolutions are int8;
+  hybrid fixture's step 2.3x slower (4.7 vs 2.1 ms); the pointwise (kernel 1) convolutions are int8 (in
+  PT2E too, rewritten as linear layers first: ``pointwise_convs_as_linear``);
 * ONNX static QDQ quantizes only MatMul / Gemm / Conv (the default op set tripled the drift), and the RNNT
   decoder / joiner stay dynamic there (one token at a time: no activation range to calibrate cheaply).
 """
@@ -59,6 +60,46 @@ def _reader(names: Sequence[str], rows: list[tuple[np.ndarray, ...]]):
             return next(self._rows, None)
 
     return Reader()
+
+
+def pointwise_convs_as_linear(gm: torch.fx.GraphModule) -> int:
+    """Rewrite each pointwise convolution (kernel 1, stride 1, no padding, one group) of an unlifted graph as
+    ``permute -> linear -> permute``, the same product: XNNPACK's dynamic int8 quantizer covers linear layers
+    only, and the conformer's pointwise convolutions hold a third of its encoder weights (they stayed float,
+    which left the large recipe's int8 .pte at 38 % of fp32). Returns how many were rewritten."""
+    aten = torch.ops.aten
+    count = 0
+    for node in list(gm.graph.nodes):
+        if node.op != "call_function" or node.target != aten.conv1d.default or node.kwargs:
+            continue
+        x, w, bias, stride, padding, dilation, groups = (*node.args, *(None, [1], [0], [1], 1)[len(node.args) - 2 :])
+        if w.op != "get_attr":
+            continue
+        weight = gm.get_parameter(w.target) if w.target in dict(gm.named_parameters()) else gm.get_buffer(w.target)
+        if weight.shape[-1] != 1 or groups != 1 or list(stride) != [1] or list(padding) != [0] \
+                or list(dilation) != [1]:
+            continue
+        name = f"{w.target.replace('.', '_')}_as_linear"
+        gm.register_buffer(name, weight.detach()[..., 0].clone())  # (out, in)
+        with gm.graph.inserting_before(node):
+            w2 = gm.graph.get_attr(name)
+            w2.meta["val"] = gm.get_buffer(name)
+            xt = gm.graph.call_function(aten.permute.default, (x, [0, 2, 1]))
+            xt.meta["val"] = x.meta["val"].permute(0, 2, 1)
+            y = gm.graph.call_function(aten.linear.default, (xt, w2, bias))
+            y.meta["val"] = node.meta["val"].permute(0, 2, 1)
+            out = gm.graph.call_function(aten.permute.default, (y, [0, 2, 1]))
+            out.meta["val"] = node.meta["val"]
+        for key in ("nn_module_stack", "stack_trace"):
+            if key in node.meta:
+                for new in (xt, y, out):
+                    new.meta[key] = node.meta[key]
+        node.replace_all_uses_with(out)
+        gm.graph.erase_node(node)
+        count += 1
+    gm.graph.eliminate_dead_code()
+    gm.recompile()
+    return count
 
 
 def _outside_rel_pos(node: torch.fx.Node) -> bool:
@@ -128,6 +169,7 @@ class Int8Quantizer:
 
         example = spec.example_batch(1)
         module = torch.export.export(spec.module, example).run_decompositions(DECOMPOSITIONS).module()
+        pointwise_convs_as_linear(module)
         if spec.role.startswith("encoder"):
             self.kept_float[spec.name] = {"self_attn.linear_pos": "relative-position product"}
         quantizer = XNNPACKQuantizer().set_global(

@@ -64,3 +64,23 @@ def test_onnx_int8_keeps_the_position_products_float(bundles):
     assert reasons.count("relative-position product") == 3  # one per layer
     assert reasons.count("subsampling / depthwise conv") == 5 + 3  # conv.0/2/3/5/6 + one depthwise per layer
 
+
+
+def test_pointwise_convs_become_linear_layers_with_the_same_output():
+    import torch
+
+    from ouvir.export.pte_export import DECOMPOSITIONS
+    from ouvir.export.quantize import pointwise_convs_as_linear
+    from ouvir.models.conv import ConformerConvolution
+
+    torch.manual_seed(0)
+    module = ConformerConvolution(16, 5, "layer_norm", use_bias=True).eval()  # pointwise 16->32, depthwise, 16->16
+    x, cache = torch.randn(2, 7, 16), torch.randn(2, 16, 4)
+    gm = torch.export.export(module, (x, None, cache)).run_decompositions(DECOMPOSITIONS).module()
+    expected = gm(x, None, cache)
+    assert pointwise_convs_as_linear(gm) == 2  # the depthwise convolution stays a convolution
+    targets = [n.target for n in gm.graph.nodes if n.op == "call_function"]
+    assert targets.count(torch.ops.aten.linear.default) == 2
+    assert targets.count(torch.ops.aten.conv1d.default) == 1
+    for got, want in zip(gm(x, None, cache), expected, strict=True):
+        torch.testing.assert_close(got, want, rtol=0, atol=1e-5)
