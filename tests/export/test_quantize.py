@@ -13,12 +13,13 @@ from ouvir.engine.bundle import load_bundle
 pytestmark = pytest.mark.slow
 # (model, format, method, largest encoder error / largest fp32 encoder value, least greedy token agreement)
 # Measured: encoder error 0.03-0.04 (dynamic), 0.07 (ORT static), 0.23 (PT2E static) against values up to
-# ~3; static int8 turns one of ctc_conformer's 56 tokens ("please" -> "pleae"): its fitted CTC head has a
-# top-1 margin of only 0.074 (fixture README section 3).
+# ~3; static int8, and PT2E dynamic since the pointwise convolutions are int8 too, turn one of ctc_conformer's
+# 56 tokens ("please" -> "pleae"): its fitted CTC head has a top-1 margin of only 0.074 (fixture README
+# section 3).
 CASES = [
     ("hybrid_multi", "onnx", "dynamic", 0.03, 1.0),
     ("ctc_conformer", "onnx", "static", 0.05, 0.95),
-    ("ctc_conformer", "pte", "dynamic", 0.03, 1.0),
+    ("ctc_conformer", "pte", "dynamic", 0.03, 0.98),
     ("ctc_conformer", "pte", "static", 0.15, 0.95),
 ]
 
