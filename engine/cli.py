@@ -116,11 +116,7 @@ def transcribe(args: argparse.Namespace) -> int:
             with _open_input(path, args) as source:
                 if source.conversion.resampled or source.conversion.channels > 1:
                     print(source.conversion.describe(), file=sys.stderr)
-                if args.realtime:
-                    events = RealtimeLoop(rec, PacedSource(source), stop=stop).run()
-                else:
-                    events = _decode_source(rec, source, stop)
-                for event in events:
+                for event in _events(rec, source, args.realtime, stop):
                     show(event)
     return 0
 
@@ -143,9 +139,7 @@ def demo(args: argparse.Namespace) -> int:
             show = Printer(sys.stdout, False)
             finals = []
             with _open_input(sample.path, args) as source:
-                events = RealtimeLoop(rec, PacedSource(source), stop=stop).run() if args.realtime \
-                    else _decode_source(rec, source, stop)
-                for event in events:
+                for event in _events(rec, source, args.realtime, stop):
                     show(event)
                     if isinstance(event, Final):
                         finals.append(event.text)
@@ -155,6 +149,11 @@ def demo(args: argparse.Namespace) -> int:
     if refs:
         print(f"WER {100 * word_error_rate(refs, hyps):.1f} % over {len(refs)} samples")
     return 0
+
+
+def _events(rec: Recognizer, source: AudioSource, realtime: bool, stop: threading.Event) -> Iterator[Event]:
+    """A file's events: paced like a microphone through the real-time loop, or as fast as the machine goes."""
+    return RealtimeLoop(rec, PacedSource(source), stop=stop).run() if realtime else _decode_source(rec, source, stop)
 
 
 def _decode_source(rec: Recognizer, source: AudioSource, stop: threading.Event) -> Iterator[Event]:

@@ -18,6 +18,7 @@ Kept in float, because measurement showed they must be:
 from __future__ import annotations
 
 import json
+import operator
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -75,7 +76,7 @@ def pointwise_convs_as_linear(gm: torch.fx.GraphModule) -> int:
         x, w, bias, stride, padding, dilation, groups = (*node.args, *(None, [1], [0], [1], 1)[len(node.args) - 2 :])
         if w.op != "get_attr":
             continue
-        weight = gm.get_parameter(w.target) if w.target in dict(gm.named_parameters()) else gm.get_buffer(w.target)
+        weight = operator.attrgetter(w.target)(gm)
         if weight.shape[-1] != 1 or groups != 1 or list(stride) != [1] or list(padding) != [0] \
                 or list(dilation) != [1]:
             continue

@@ -33,7 +33,8 @@ def add_bench_host_parser(subparsers: argparse._SubParsersAction) -> argparse.Ar
     return p
 
 
-def _peak_rss_mib(pid: int) -> float:
+def peak_rss_mib(pid: int) -> float:
+    """The process's peak resident set (VmHWM) so far, MiB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
@@ -68,7 +69,7 @@ def measure_host(bundle: Path, pcm: np.ndarray, lookahead_ms: int | None = None)
         for i in range(0, len(pcm), block):
             proc.stdin.write(pcm[i : i + block].astype("<i2").tobytes())
             proc.stdin.flush()
-            rss = max(rss, _peak_rss_mib(proc.pid))
+            rss = max(rss, peak_rss_mib(proc.pid))
             time.sleep(max(0.0, start + (i + block) / 16000 - time.monotonic()))
         proc.stdin.close()
         err = proc.stderr.read().decode() if proc.stderr else ""

@@ -8,13 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from ouvir.engine.bundle import load_bundle
 from ouvir.engine.default_model import SHIPPED, default_model, root, samples
-from ouvir.engine.events import Final
 from ouvir.engine.recognizer import Recognizer
+from ouvir.models.train.evaluate import load_audio, streaming_texts
 from ouvir.models.train.wer import word_error_rate
 
 pytest.importorskip("torch")
@@ -28,23 +27,13 @@ MAX_SAMPLE_WER = 0.80
 MAX_SHERPA_DISAGREEMENT = 0.45  # word edits between sherpa-onnx's and ouvir's text, per ouvir word
 
 
-def _text(rec: Recognizer, path: Path) -> str:
-    import soundfile as sf
-
-    audio, rate = sf.read(path, dtype="float32")
-    stream = rec.create_stream()
-    stream.accept_waveform(np.asarray(audio), rate)
-    stream.input_finished()
-    return " ".join(e.text for e in rec.decode(stream) if isinstance(e, Final) and e.text)
-
-
 @pytest.fixture(scope="module")
 def texts() -> dict[tuple[str, str], list[str]]:
     out = {}
     for backend, precision in SHIPPED:
         path, backend_name = default_model(backend, precision)
         rec = Recognizer.open(path, backend_name, precision)
-        out[(backend, precision)] = [_text(rec, s.path) for s in samples()]
+        out[(backend, precision)] = streaming_texts(rec, [load_audio(str(s.path)) for s in samples()])
     return out
 
 

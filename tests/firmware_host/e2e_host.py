@@ -21,6 +21,7 @@ from typing import Any
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
+from ouvir.engine.bench.host import peak_rss_mib
 from tests.conftest import REPO
 from tests.vmic import VirtualMic
 
@@ -28,12 +29,6 @@ SERVING = re.compile(r"serving captions on ws://127\.0\.0\.1:(\d+)/")
 # What pip needs to build the project (pyproject.toml, setup.py's FOLDERS): everything else stays behind.
 PROJECT_FILES = ("pyproject.toml", "setup.py", "README.md")
 PROJECT_FOLDERS = ("pkg", "engine", "models", "export", "firmware_host")
-
-
-def peak_rss_mib(pid: int) -> float:
-    """The process's peak resident set (VmHWM) so far, MiB."""
-    status = Path(f"/proc/{pid}/status").read_text()
-    return int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)) / 1024
 
 
 class StderrWatch:

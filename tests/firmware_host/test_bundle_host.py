@@ -15,11 +15,12 @@ import soundfile as sf
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
+from ouvir.engine.bench.host import peak_rss_mib
 from ouvir.engine.recognizer import Recognizer
 from tests.conftest import REPO
 
 from .conftest import LOOKAHEAD_MS
-from .e2e_host import StderrWatch, peak_rss_mib
+from .e2e_host import StderrWatch
 
 TEXT = "the quick brown fox jumps over the lazy dog"
 

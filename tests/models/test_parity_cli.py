@@ -8,7 +8,6 @@ import sys
 
 import numpy as np
 import pytest
-import torch
 
 from ouvir.models.nemo import load_nemo
 from ouvir.models.parity import compare, required_keys
@@ -57,15 +56,6 @@ def test_cli_fails_on_perturbed_and_missing_groups(tmp_path, nemo_dir):
     assert run.stdout.splitlines()[-1] == "parity: 53 groups, 1 failed"
 
 
-@pytest.fixture
-def one_thread():
-    """The references were made with one torch thread (README §10), like the CLI's default."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @functools.cache
 def _hybrid():
     loaded = load_nemo(NEMO_FIXTURES / "hybrid_multi.nemo")
@@ -78,7 +68,7 @@ def _failures(reference, produced, loaded) -> dict[str, str]:
     return {r.group: r.status for r in results if not r.ok}
 
 
-def test_every_hybrid_group_is_checked_and_failures_are_named(nemo_dir, one_thread):
+def test_every_hybrid_group_is_checked_and_failures_are_named(nemo_dir, one_torch_thread):
     loaded, ref, produced = _hybrid()
     assert _failures(ref, produced, loaded) == {}
     label = ref["stream.c70_13.step004.rnnt_state.label"]
@@ -99,7 +89,7 @@ def test_every_hybrid_group_is_checked_and_failures_are_named(nemo_dir, one_thre
         "stream.c70_13.step*.chunk": "FAIL"}
 
 
-def test_unknown_and_absent_groups_fail(nemo_dir, one_thread):
+def test_unknown_and_absent_groups_fail(nemo_dir, one_torch_thread):
     loaded, ref, produced = _hybrid()
     unknown = {**ref, "offline.c70_13.beam_token_ids": np.zeros(3, dtype=np.int64)}
     assert _failures(unknown, produced, loaded) == {"offline.c70_13.beam_token_ids": "UNKNOWN"}
@@ -114,7 +104,7 @@ def test_unknown_and_absent_groups_fail(nemo_dir, one_thread):
     assert _failures({k: v for k, v in ref.items() if not k.startswith("stream_pad.")}, produced, loaded) == {}
 
 
-def test_only_requested_contexts_are_produced(nemo_dir, one_thread):
+def test_only_requested_contexts_are_produced(nemo_dir, one_torch_thread):
     loaded, ref, _ = _hybrid()
     produced = produce(loaded, NEMO_FIXTURES / "test_audio.wav", {"offline.c70_13.encoded", "offline.c9_2.encoded"})
     assert {k.split(".")[1] for k in produced if k.startswith(("offline.", "stream.c"))} == {"c70_13"}
