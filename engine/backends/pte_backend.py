@@ -42,6 +42,7 @@ class _Method:
 
 class PteBackend(BundledBackend):
     name = "pte"
+    batched_joint = False  # the joint graph takes one row: one call per row
 
     def __init__(self, bundle: Bundle, lookahead: Lookahead, threads: int | None = None) -> None:
         import torch

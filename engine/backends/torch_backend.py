@@ -67,6 +67,7 @@ def chunk_geometry(geo: StreamingGeometry) -> ChunkGeometry:
 class TorchBackend:
     name = "torch"
     precision = "fp32"
+    batched_joint = True
 
     def __init__(self, loaded: LoadedModel, context: tuple[int, int]) -> None:
         cfg = loaded.config

@@ -24,6 +24,7 @@ class TimedBackend:
         self.counters = counters
         self.name = backend.name
         self.precision = backend.precision
+        self.batched_joint = backend.batched_joint
         self.info = backend.info
 
     def initial_state(self, batch: int = 1) -> EncoderState:

@@ -29,6 +29,7 @@ def subsampled(columns: int, factor: int) -> int:
 class ScriptedBackend:
     name = "scripted"
     precision = "fp32"
+    batched_joint = False  # joint() reads row 0 only
 
     def __init__(
         self,

@@ -95,6 +95,8 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 
 
 class NumpyHeads:
+    batched_joint = True
+
     def __init__(self, w: dict[str, np.ndarray]) -> None:
         self.w = w
 

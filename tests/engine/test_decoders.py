@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 
@@ -68,12 +70,20 @@ def test_ctc_collapses_repeats_across_chunk_boundaries():
     assert state == (1, 9)
 
 
+def _scoring(heads, batched):
+    """``heads`` scoring a chunk's frames together (batched) or one frame per joint call."""
+    out = copy.copy(heads)
+    out.batched_joint = batched
+    return out
+
+
+@pytest.mark.parametrize("batched", [True, False], ids=["frames-together", "frame-by-frame"])
 @pytest.mark.parametrize("ctx", HYBRID_CONTEXTS)
-def test_rnnt_streaming_matches_nemo(nemo_dir, heads, ctx):
+def test_rnnt_streaming_matches_nemo(nemo_dir, heads, ctx, batched):
     ref, z = reference(nemo_dir, "hybrid_multi")
     blank = ref["tokenizer"]["blank_id"]
     detok = Detokenizer(ref["tokenizer"]["vocab"])
-    rnnt = heads["hybrid_multi"]
+    rnnt = _scoring(heads["hybrid_multi"], batched)
     state, tokens, texts, counts = rnnt_initial_state(rnnt, blank), [], [], []
     for k, encoded in enumerate(step_encoded(nemo_dir, "hybrid_multi", ctx)):
         emitted, state = rnnt_greedy_step(rnnt, encoded, state, blank, max_symbols=10)
@@ -99,10 +109,11 @@ def test_rnnt_streaming_matches_nemo(nemo_dir, heads, ctx):
     assert state.label == int(z[f"{final}.label"]) and state.frames == int(z[f"{final}.decoded_length"])
 
 
-def test_rnnt_offline_equals_streaming(nemo_dir, heads):
+@pytest.mark.parametrize("batched", [True, False], ids=["frames-together", "frame-by-frame"])
+def test_rnnt_offline_equals_streaming(nemo_dir, heads, batched):
     """One call over all frames (NeMo's offline decode) gives the same tokens and frames as the chunks."""
     ref, z = reference(nemo_dir, "hybrid_multi")
-    rnnt, blank = heads["hybrid_multi"], ref["tokenizer"]["blank_id"]
+    rnnt, blank = _scoring(heads["hybrid_multi"], batched), ref["tokenizer"]["blank_id"]
     encoded = z["offline.c70_13.encoded"][0].T  # (Te, D)
     tokens, state = rnnt_greedy_step(rnnt, encoded, rnnt_initial_state(rnnt, blank), blank, max_symbols=10)
     assert [t for t, _ in tokens] == z["offline.c70_13.rnnt_token_ids"].tolist()
@@ -113,6 +124,9 @@ def test_rnnt_offline_equals_streaming(nemo_dir, heads):
 class _AlwaysEmits:
     """A transducer whose joint always prefers token 1 (never blank): max_symbols must cap each frame."""
 
+    def __init__(self, batched):
+        self.batched_joint = batched
+
     def initial_predictor_state(self, batch=1):
         return PredictorState(np.zeros((1, batch, 1), np.float32), np.zeros((1, batch, 1), np.float32))
 
@@ -120,11 +134,13 @@ class _AlwaysEmits:
         return np.zeros((len(token), 1), np.float32), PredictorState(state.h + 1, state.c)  # h counts tokens
 
     def joint(self, encoded_frame, prediction):
-        return np.array([[0.0, 5.0, 1.0]], np.float32)  # (1, V+1), blank = 2
+        assert self.batched_joint or len(encoded_frame) == 1
+        return np.tile(np.array([[0.0, 5.0, 1.0]], np.float32), (len(encoded_frame), 1))  # (B, V+1), blank = 2
 
 
-def test_rnnt_max_symbols_caps_each_frame():
-    heads = _AlwaysEmits()
+@pytest.mark.parametrize("batched", [True, False], ids=["frames-together", "frame-by-frame"])
+def test_rnnt_max_symbols_caps_each_frame(batched):
+    heads = _AlwaysEmits(batched)
     state = rnnt_initial_state(heads, blank=2)
     tokens, state = rnnt_greedy_step(heads, np.zeros((2, 4), np.float32), state, blank=2, max_symbols=3)
     assert tokens == [(1, 0), (1, 0), (1, 0), (1, 1), (1, 1), (1, 1)]
