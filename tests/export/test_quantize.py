@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import onnx
 import pytest
 
@@ -85,3 +86,35 @@ def test_pointwise_convs_become_linear_layers_with_the_same_output():
     assert targets.count(torch.ops.aten.conv1d.default) == 1
     for got, want in zip(gm(x, None, cache), expected, strict=True):
         torch.testing.assert_close(got, want, rtol=0, atol=1e-5)
+
+
+def test_onnx_pointwise_convs_become_matmuls_with_the_same_output():
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from ouvir.export.quantize import onnx_pointwise_convs_as_matmul
+
+    rng = np.random.default_rng(0)
+    weights = {"pw1": rng.standard_normal((32, 16, 1)), "b1": rng.standard_normal(32),
+               "dw": rng.standard_normal((32, 1, 5)), "pw2": rng.standard_normal((16, 32, 1))}
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "pw1", "b1"], ["h1"], "pointwise_bias"),
+         helper.make_node("Conv", ["h1", "dw"], ["h2"], "depthwise", group=32, pads=[2, 2]),
+         helper.make_node("Conv", ["h2", "pw2"], ["y"], "pointwise")],
+        "convs", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 16, 7])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 16, 7])],
+        [numpy_helper.from_array(w.astype(np.float32), name) for name, w in weights.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    x = rng.standard_normal((2, 16, 7)).astype(np.float32)
+
+    def run(m: onnx.ModelProto) -> np.ndarray:
+        return ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+
+    expected = run(model)
+    assert onnx_pointwise_convs_as_matmul(model) == 2
+    onnx.checker.check_model(model)
+    ops = [n.op_type for n in model.graph.node]
+    assert ops.count("Conv") == 1 and ops.count("MatMul") == 2  # the depthwise convolution stays a convolution
+    assert {t.name for t in model.graph.initializer} == {"b1", "dw", "pw1_as_matmul", "pw2_as_matmul"}
+    np.testing.assert_allclose(run(model), expected, rtol=0, atol=1e-5)
+
