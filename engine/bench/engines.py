@@ -58,7 +58,19 @@ class TimedBackend:
         return out
 
 
-class OuvirEngine:
+class _Engine:
+    """What both engines share: a recognizer that makes streams, and the tokens of the current one."""
+
+    recognizer: Any
+    stream: Any
+    tokens: int
+
+    def new_stream(self) -> None:
+        self.stream = self.recognizer.create_stream()
+        self.tokens = 0
+
+
+class OuvirEngine(_Engine):
     """The whole ouvir pipeline: Stream.accept_waveform (log-mel, scheduling) + Recognizer.decode.
 
     Audio comes at ``MODEL_RATE`` (16 kHz); the stream resamples only for a model with another rate."""
@@ -70,10 +82,6 @@ class OuvirEngine:
         self.counters = Counters()
         self.clock = clock
         self.recognizer = Recognizer(TimedBackend(backend, clock, self.counters), decoder)
-        self.stream = self.recognizer.create_stream()
-        self.tokens = 0
-
-    def new_stream(self) -> None:
         self.stream = self.recognizer.create_stream()
         self.tokens = 0
 
@@ -93,7 +101,7 @@ class OuvirEngine:
                 self.tokens += len(event.tokens)
 
 
-class SherpaEngine:
+class SherpaEngine(_Engine):
     """sherpa-onnx's OnlineRecognizer on ONNX files (transducer: encoder/decoder/joiner; or a NeMo CTC model).
 
     Its features, chunking and decoding run inside sherpa (C++), so only whole-block times are known.
@@ -118,10 +126,6 @@ class SherpaEngine:
                 tokens=str(files["tokens"]), num_threads=threads, sample_rate=sample_rate,
                 feature_dim=feature_dim, decoding_method="greedy_search", provider="cpu",
             )
-        self.stream = self.recognizer.create_stream()
-        self.tokens = 0
-
-    def new_stream(self) -> None:
         self.stream = self.recognizer.create_stream()
         self.tokens = 0
 

@@ -8,9 +8,12 @@ Weights are PyTorch's default initialisation after ``torch.manual_seed(seed)``.
 
 Random weights emit a token on almost every frame (blank is one class of 1025), often up to
 ``max_symbols`` per frame, which would make RNNT decoding cost far more than with a trained model. So the
-blank logit's bias of both heads is raised until greedy decoding of the benchmark audio emits
-``EMISSION_RATE`` tokens per encoder frame (trained English models emit about 3 tokens per second, 0.25 per
-80 ms frame); the report records the token rate each run measured. Imports torch and ouvir.models:
+blank logit's bias of both heads is raised until greedy decoding of the benchmark audio emits at most
+``EMISSION_RATE`` tokens per encoder frame at every benchmarked look-ahead (trained English models emit about
+3 tokens per second, 0.25 per 80 ms frame). The audio is looped to ``CALIBRATION_S``: a random prediction
+network emits more the longer it runs (calibrated on the first 10 s at 480 ms only, a 60 s stream emitted
+19 tokens per second, 6x the target, and the RNNT heads took a quarter of the time). The report records the
+token rate each run measured. Imports torch and ouvir.models:
 only the parent of a bench run calls this.
 """
 
@@ -26,6 +29,7 @@ import numpy as np
 RECIPE = "fastconformer_hybrid_transducer_ctc_bpe_streaming.yaml"
 VOCAB_SIZE = 1024
 EMISSION_RATE = 0.25
+CALIBRATION_S = 60.0  # seconds of (looped) bench audio the blank bias is calibrated on
 LEFT_CONTEXT = 70
 FRAME_MS = 80  # 8x subsampling of 10 ms features
 
@@ -90,38 +94,40 @@ def solve_decreasing(fn: Callable[[float], float], target: float, iters: int = 8
     return hi
 
 
-def calibrate_blank(model: Any, features: np.ndarray, rate: float) -> dict[str, float]:
-    """Raise both heads' blank bias so that greedy decoding of ``features`` (F, T) emits ``rate`` tokens per
-    encoder frame; returns the shifts."""
+def calibrate_blank(model: Any, features: np.ndarray, rate: float, contexts: list[tuple[int, int]]) -> dict[str, float]:
+    """Raise both heads' blank bias so that greedy decoding of ``features`` (F, T) emits at most ``rate`` tokens
+    per encoder frame under every ``att_context_size`` in ``contexts``; returns the shifts."""
     import torch
 
     from ouvir.models.decoding import CTCState, ctc_greedy, rnnt_greedy, rnnt_initial_state
 
     with torch.inference_mode():
         x = torch.from_numpy(features)[None]  # (1, F, T)
-        encoded, lengths = model.encoder(x, torch.tensor([x.shape[2]]))  # (1, D, T'), (1,)
-        frames = int(lengths[0])
+        runs = [model.encoder(x, torch.tensor([x.shape[2]]), context=ctx) for ctx in contexts]  # (1, D, T'), (1,)
         blank = model.config.blank_id
         found: dict[str, float] = {}
 
-        def shifted(bias: torch.Tensor, decode: Callable[[], int]) -> Callable[[float], float]:
+        def shifted(bias: torch.Tensor, decode: Callable[..., int]) -> Callable[[float], float]:
             def tokens_per_frame(shift: float) -> float:
                 bias[blank] += shift
                 try:
-                    return decode() / frames
+                    return max(decode(encoded, lengths) / int(lengths[0]) for encoded, lengths in runs)
                 finally:
                     bias[blank] -= shift
             return tokens_per_frame
 
         if model.ctc is not None:
             start = CTCState(torch.tensor([blank]), torch.zeros(1, dtype=torch.int64))
-            ctc = shifted(model.ctc.conv.bias, lambda: len(ctc_greedy(model.ctc(encoded), lengths, start)[0].tokens[0]))
-            found["ctc"] = solve_decreasing(ctc, rate)
+
+            def ctc_tokens(encoded: torch.Tensor, lengths: torch.Tensor) -> int:
+                return len(ctc_greedy(model.ctc(encoded), lengths, start)[0].tokens[0])
+
+            found["ctc"] = solve_decreasing(shifted(model.ctc.conv.bias, ctc_tokens), rate)
             model.ctc.conv.bias[blank] += found["ctc"]
         if model.joint is not None:
             max_symbols = model.config.rnnt.max_symbols
 
-            def rnnt_tokens() -> int:
+            def rnnt_tokens(encoded: torch.Tensor, lengths: torch.Tensor) -> int:
                 state = rnnt_initial_state(model.predictor, model.joint, 1)
                 hyp, _ = rnnt_greedy(model.predictor, model.joint, encoded, lengths, state, max_symbols)
                 return len(hyp.tokens[0])
@@ -146,7 +152,7 @@ def build_large(path: Path, contexts: list[tuple[int, int]], seed: int, audio: n
     torch.manual_seed(seed)
     model = ASRModel(cfg).eval()
     window, fb = hann_window(cfg.features), mel_filterbank(cfg.features)
-    biases = calibrate_blank(model, log_mel(audio, cfg.features, window, fb), rate)
+    biases = calibrate_blank(model, log_mel(audio, cfg.features, window, fb), rate, contexts)
     path.parent.mkdir(parents=True, exist_ok=True)
     save_checkpoint(path, LoadedModel(model, cfg, tokenizer, window, fb))
     return {
@@ -156,5 +162,6 @@ def build_large(path: Path, contexts: list[tuple[int, int]], seed: int, audio: n
         "seed": seed,
         "vocabulary": VOCAB_SIZE,
         "emission_rate_target": rate,
+        "calibration_s": len(audio) / cfg.features.sample_rate,
         "blank_bias_shift": biases,
     }

@@ -153,11 +153,12 @@ def file_source(model: Path, cache: Path, lookaheads: list[int] | None, calibrat
 def large_source(lookaheads: list[int], seed: int, audio: np.ndarray, audio_path: Path, cache: Path) -> ModelSource:
     """The random-weight large model with exactly these look-aheads, built once per (look-aheads, seed,
     calibration audio) into the cache."""
-    from ouvir.engine.bench.large import EMISSION_RATE, RECIPE, build_large, context_for
+    from ouvir.engine.bench.large import CALIBRATION_S, EMISSION_RATE, RECIPE, build_large, context_for
 
     contexts = [context_for(ms) for ms in lookaheads]
-    calibration = audio[: 10 * 16000]  # the first 10 s of the bench audio set the blank bias
-    key = hashlib.sha256(json.dumps([RECIPE, contexts, seed, EMISSION_RATE]).encode() + calibration.tobytes())
+    calibration = np.resize(audio, int(CALIBRATION_S * 16000))  # the bench audio, looped, sets the blank bias
+    key = hashlib.sha256(json.dumps([RECIPE, contexts, seed, EMISSION_RATE, CALIBRATION_S]).encode()
+                         + calibration.tobytes())
     # keyed by what shapes the weights; rebuild by deleting the folder when large.py changes
     root = cache / f"large-{key.hexdigest()[:16]}"
     checkpoint, info_path = root / "model.ouvir", root / "model.json"
