@@ -64,6 +64,14 @@ def _reader(names: Sequence[str], rows: list[tuple[np.ndarray, ...]]):
     return Reader()
 
 
+def _pointwise(weight: onnx.TensorProto, attrs: dict[str, Any]) -> bool:
+    """A 1-D Conv with kernel 1, stride 1, dilation 1, no padding and one group."""
+    return (list(weight.dims)[2:] == [1] and attrs.get("group", 1) == 1
+            and attrs.get("auto_pad", b"NOTSET") == b"NOTSET"
+            and all(v == 1 for v in [*attrs.get("strides", []), *attrs.get("dilations", [])])
+            and not any(attrs.get("pads", [])))
+
+
 def onnx_pointwise_convs_as_matmul(model: onnx.ModelProto) -> int:
     """Rewrite each pointwise 1-D Conv (kernel 1, stride 1, no padding, one group, constant weight) of ``model``
     as ``Transpose -> MatMul (-> Add) -> Transpose``, the same product: ONNX Runtime quantizes a MatMul into its
@@ -77,25 +85,21 @@ def onnx_pointwise_convs_as_matmul(model: onnx.ModelProto) -> int:
     count = 0
     for node in model.graph.node:
         weight = inits.get(node.input[1]) if node.op_type == "Conv" and len(node.input) > 1 else None
-        a = {x.name: helper.get_attribute_value(x) for x in node.attribute}
-        if weight is None or list(weight.dims)[2:] != [1] or a.get("group", 1) != 1 or a.get("auto_pad", b"NOTSET") \
-                != b"NOTSET" or any(v != 1 for v in [*a.get("strides", []), *a.get("dilations", [])]) \
-                or any(a.get("pads", [])):
+        if weight is None or not _pointwise(weight, {a.name: helper.get_attribute_value(a) for a in node.attribute}):
             nodes.append(node)
             continue
         if weight.name not in added:
             added[weight.name] = f"{weight.name}_as_matmul"
             w = numpy_helper.to_array(weight)[:, :, 0].T  # (in, out)
             model.graph.initializer.append(numpy_helper.from_array(np.ascontiguousarray(w), added[weight.name]))
-        out, tag = node.output[0], node.name or node.output[0]
-        x_t, y_t = f"{tag}/x_bt", f"{tag}/y_bt"
-        nodes.append(helper.make_node("Transpose", [node.input[0]], [x_t], f"{tag}/to_btc", perm=[0, 2, 1]))
-        if len(node.input) > 2 and node.input[2]:
-            nodes.append(helper.make_node("MatMul", [x_t, added[weight.name]], [f"{tag}/xw"], f"{tag}/matmul"))
-            nodes.append(helper.make_node("Add", [f"{tag}/xw", node.input[2]], [y_t], f"{tag}/bias"))
-        else:
-            nodes.append(helper.make_node("MatMul", [x_t, added[weight.name]], [y_t], f"{tag}/matmul"))
-        nodes.append(helper.make_node("Transpose", [y_t], [out], f"{tag}/to_bct", perm=[0, 2, 1]))
+        tag = node.name or node.output[0]
+        bias = node.input[2] if len(node.input) > 2 and node.input[2] else None
+        product = f"{tag}/xw" if bias else f"{tag}/y_bt"
+        nodes.append(helper.make_node("Transpose", [node.input[0]], [f"{tag}/x_bt"], f"{tag}/to_btc", perm=[0, 2, 1]))
+        nodes.append(helper.make_node("MatMul", [f"{tag}/x_bt", added[weight.name]], [product], f"{tag}/matmul"))
+        if bias:
+            nodes.append(helper.make_node("Add", [product, bias], [f"{tag}/y_bt"], f"{tag}/bias"))
+        nodes.append(helper.make_node("Transpose", [f"{tag}/y_bt"], [node.output[0]], f"{tag}/to_bct", perm=[0, 2, 1]))
         count += 1
     del model.graph.node[:]
     model.graph.node.extend(nodes)
