@@ -45,6 +45,7 @@ class GraphSpec:
     batch_axes: tuple[int, ...]  # batch axis of each input
     lookahead: str | None = None
     info: dict[str, Any] = field(default_factory=dict)  # written to the manifest
+    fixed_batch: int = 1  # batch of the fixed-shape (ExecuTorch) graph
 
     def example_batch(self, batch: int) -> tuple[torch.Tensor, ...]:
         return tuple(x.narrow(axis, 0, batch) for x, axis in zip(self.example, self.batch_axes, strict=True))
@@ -97,10 +98,12 @@ def head_specs(model: ASRModel, max_frames: int) -> list[GraphSpec]:
             outputs=("outputs", "prednet_lengths", "output_states_1", "output_states_2"),
             batch_axes=(0, 0, 1, 1),
         ))
-        specs.append(GraphSpec(
+        rows = max(b, frames)
+        specs.append(GraphSpec(  # fixed shape: one row per frame of a step, the greedy decoder scores them at once
             name="joiner", role="rnnt_joint", module=RNNTJoiner(model.joint),
-            example=(torch.randn(b, cfg.encoder.d_model, 1), torch.randn(b, r.pred_hidden, 1)),
+            example=(torch.randn(rows, cfg.encoder.d_model, 1), torch.randn(rows, r.pred_hidden, 1)),
             inputs=("encoder_outputs", "decoder_outputs"), outputs=("outputs",), batch_axes=(0, 0),
+            fixed_batch=frames,
         ))
     return specs
 
@@ -114,7 +117,7 @@ def graph_specs(model: ASRModel, contexts: list[tuple[int, int]]) -> list[GraphS
 
 def trace(spec: GraphSpec, dynamic_batch: bool) -> ExportedProgram:
     """``torch.export`` the spec and fold its constants. ``dynamic_batch`` (ONNX): any batch, and any number
-    of frames for the CTC head; otherwise (ExecuTorch) every shape is fixed, batch 1."""
+    of frames for the CTC head; otherwise (ExecuTorch) every shape is fixed, batch ``fixed_batch``."""
     if dynamic_batch:
         batch = Dim("batch", min=1, max=MAX_BATCH)
         dims = tuple({axis: batch} for axis in spec.batch_axes)
@@ -122,5 +125,5 @@ def trace(spec: GraphSpec, dynamic_batch: bool) -> ExportedProgram:
             dims = ({0: batch, 2: Dim("frames", min=1, max=4096)},)
         ep = torch.export.export(spec.module, spec.example, dynamic_shapes=dims)
     else:
-        ep = torch.export.export(spec.module, spec.example_batch(1))
+        ep = torch.export.export(spec.module, spec.example_batch(spec.fixed_batch))
     return constant_prop_pass(ep)

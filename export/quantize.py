@@ -216,7 +216,7 @@ class Int8Quantizer:
 
         from ouvir.export.pte_export import DECOMPOSITIONS
 
-        example = spec.example_batch(1)
+        example = spec.example_batch(spec.fixed_batch)
         module = torch.export.export(spec.module, example).run_decompositions(DECOMPOSITIONS).module()
         pointwise_convs_as_linear(module)
         if spec.role.startswith("encoder"):
@@ -227,7 +227,9 @@ class Int8Quantizer:
         prepared = prepare_pt2e(module, quantizer)
         with torch.no_grad():
             for row in self.inputs[spec.name][:64] if self.method == "static" else [tuple(x.numpy() for x in example)]:
-                prepared(*(torch.from_numpy(x) for x in row))
+                # recorded one stream, one row at a time: repeated up to the graph's fixed batch
+                prepared(*(torch.from_numpy(np.repeat(x, spec.fixed_batch // x.shape[axis], axis))
+                           for x, axis in zip(row, spec.batch_axes, strict=True)))
         converted = convert_pt2e(prepared)
         # Fold the chunk's constants but keep the (de)quantize ops: XNNPACK needs them to see int8 weights.
         keep = set(_QUANT_PRIMITIVES) | get_default_skip_targets_no_quant()

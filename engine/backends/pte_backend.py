@@ -2,7 +2,8 @@
 
 Method signatures are the ONNX graphs' (batch-first caches, NeMo's tensor order), with every shape fixed
 and batch 1: a batch is run stream by stream, a shorter last chunk is zero-padded to the method's width
-(``length`` keeps its real width) and the CTC head's frames are zero-padded to its fixed count.
+(``length`` keeps its real width) and the CTC head's frames are zero-padded to its fixed count. The joint
+takes a fixed number of rows (a step's frames), zero-padded.
 
 ExecuTorch 1.5.1's Python runtime is built on torch's libraries, so this backend imports torch (lazily,
 when a bundle is opened); the engine itself never does. torch only carries tensors here, and its idle
@@ -42,7 +43,6 @@ class _Method:
 
 class PteBackend(BundledBackend):
     name = "pte"
-    batched_joint = False  # the joint graph takes one row: one call per row
 
     def __init__(self, bundle: Bundle, lookahead: Lookahead, threads: int | None = None) -> None:
         import torch
@@ -60,6 +60,9 @@ class PteBackend(BundledBackend):
         self._first = _Method(program, lookahead.encoder_first)
         self._next = _Method(program, lookahead.encoder_next)
         self._heads = {role: _Method(program, g) for role, g in bundle.heads.items()}
+        joint = bundle.heads.get("rnnt_joint")
+        self._joint_rows = joint.info["inputs"][0]["shape"][0] if joint else 1  # the joint graph's fixed rows
+        self.batched_joint = self._joint_rows > 1  # scores a step's frames in one call (older bundles: one row)
 
     def encode(
         self, chunk: np.ndarray, chunk_len: np.ndarray, state: EncoderState, first: bool
@@ -82,9 +85,8 @@ class PteBackend(BundledBackend):
             channel_len.append(c3)
         lengths_all = np.concatenate(lengths)
         valid = int(lengths_all.max())
-        next_state = EncoderState(np.concatenate(channel, axis=1), np.concatenate(time, axis=1),
-                                  np.concatenate(channel_len))
-        return np.concatenate(encoded)[:, :, :valid].transpose(0, 2, 1), lengths_all, next_state  # (B, T', D)
+        next_state = EncoderState(_cat(channel, 1), _cat(time, 1), np.concatenate(channel_len))
+        return _cat(encoded, 0)[:, :, :valid].transpose(0, 2, 1), lengths_all, next_state  # (B, T', D)
 
     def ctc_log_probs(self, encoded: np.ndarray) -> np.ndarray:
         if "ctc" not in self._heads:
@@ -117,11 +119,19 @@ class PteBackend(BundledBackend):
         return np.concatenate(outs), PredictorState(np.concatenate(hs, axis=1), np.concatenate(cs, axis=1))
 
     def joint(self, encoded_frame: np.ndarray, prediction: np.ndarray) -> np.ndarray:
-        logits = [
-            self._heads["rnnt_joint"](
-                encoded_frame[b : b + 1, :, None].astype(np.float32),  # (1, D, 1)
-                prediction[b : b + 1, :, None].astype(np.float32),  # (1, H, 1)
-            )[0][:, 0, 0]  # (1, V+1)
-            for b in range(encoded_frame.shape[0])
-        ]
+        """Rows in pieces of the graph's fixed row count, the last one zero-padded (rows are independent)."""
+        rows, logits = self._joint_rows, []
+        for i in range(0, len(encoded_frame), rows):
+            enc, pred = encoded_frame[i : i + rows], prediction[i : i + rows]
+            pad = ((0, rows - len(enc)), (0, 0))
+            (out,) = self._heads["rnnt_joint"](
+                np.pad(enc, pad).astype(np.float32)[:, :, None],  # (rows, D, 1)
+                np.pad(pred, pad).astype(np.float32)[:, :, None],  # (rows, H, 1)
+            )  # (rows, 1, 1, V+1)
+            logits.append(out[: len(enc), 0, 0])
         return np.concatenate(logits)
+
+
+def _cat(parts: list[np.ndarray], axis: int) -> np.ndarray:
+    """The streams' outputs side by side; one stream's as they are (the caches are megabytes)."""
+    return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=axis)
