@@ -50,6 +50,11 @@ class GraphSpec:
     def example_batch(self, batch: int) -> tuple[torch.Tensor, ...]:
         return tuple(x.narrow(axis, 0, batch) for x, axis in zip(self.example, self.batch_axes, strict=True))
 
+    @property
+    def fixed_example(self) -> tuple[torch.Tensor, ...]:
+        """The example at the fixed-shape (ExecuTorch) graph's batch."""
+        return self.example_batch(self.fixed_batch)
+
 
 def encoder_spec(model: ASRModel, geo: StreamingGeometry, first: bool) -> GraphSpec:
     ctx = geo.att_context_size
@@ -125,5 +130,5 @@ def trace(spec: GraphSpec, dynamic_batch: bool) -> ExportedProgram:
             dims = ({0: batch, 2: Dim("frames", min=1, max=4096)},)
         ep = torch.export.export(spec.module, spec.example, dynamic_shapes=dims)
     else:
-        ep = torch.export.export(spec.module, spec.example_batch(spec.fixed_batch))
+        ep = torch.export.export(spec.module, spec.fixed_example)
     return constant_prop_pass(ep)

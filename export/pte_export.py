@@ -95,6 +95,10 @@ class DropNoopCopies(PassBase):
         return PassResult(gm, changed)
 
 
+VIEWS = (exir_ops.edge.aten.unsqueeze_copy.default, exir_ops.edge.aten.squeeze_copy.dims,
+         exir_ops.edge.aten.select_copy.int)
+
+
 class ReshapesAsViews(PassBase):
     """Rewrite ``(un)squeeze_copy`` as ``view_copy``, ``select_copy`` as ``slice_copy`` + ``view_copy`` and
     ``split_with_sizes_copy`` as slices (static shapes): XNNPACK takes views and slices, and the per-layer
@@ -113,12 +117,11 @@ class ReshapesAsViews(PassBase):
             x, shape = node.args[0], list(node.meta["val"].shape)
             with gm.graph.inserting_before(node):
                 if node.target == edge.select_copy.int:
-                    dim, index = node.args[1], node.args[2]
-                    dim %= x.meta["val"].dim()
-                    index %= x.meta["val"].shape[dim]
-                    x_meta = x.meta["val"]
+                    val = x.meta["val"]
+                    dim = node.args[1] % val.dim()
+                    index = node.args[2] % val.shape[dim]
                     x = gm.graph.call_function(edge.slice_copy.Tensor, (x, dim, index, index + 1))
-                    x.meta = {**node.meta, "val": x_meta.narrow(dim, index, 1)}
+                    x.meta = {**node.meta, "val": val.narrow(dim, index, 1)}
                 view = gm.graph.call_function(edge.view_copy.default, (x, shape))
             view.meta = dict(node.meta)
             node.replace_all_uses_with(view)
@@ -126,10 +129,6 @@ class ReshapesAsViews(PassBase):
             changed = True
         gm.recompile()
         return PassResult(gm, changed)
-
-
-VIEWS = (exir_ops.edge.aten.unsqueeze_copy.default, exir_ops.edge.aten.squeeze_copy.dims,
-         exir_ops.edge.aten.select_copy.int)
 
 
 def _split_as_slices(gm: torch.fx.GraphModule, node: torch.fx.Node) -> None:
@@ -244,7 +243,7 @@ def export_program(
     entries = {}
     for spec in specs:
         method = method_name(spec)
-        inputs = [_describe(n, x) for n, x in zip(spec.inputs, spec.example_batch(spec.fixed_batch), strict=True)]
+        inputs = [_describe(n, x) for n, x in zip(spec.inputs, spec.fixed_example, strict=True)]
         outputs = [{"name": n} for n in spec.outputs]
         entries[spec.name] = {"file": PROGRAM_FILE, "method": method, "inputs": inputs, "outputs": outputs,
                               **spec.info}

@@ -216,7 +216,7 @@ class Int8Quantizer:
 
         from ouvir.export.pte_export import DECOMPOSITIONS
 
-        example = spec.example_batch(spec.fixed_batch)
+        example = spec.fixed_example
         module = torch.export.export(spec.module, example).run_decompositions(DECOMPOSITIONS).module()
         pointwise_convs_as_linear(module)
         if spec.role.startswith("encoder"):

@@ -78,7 +78,7 @@ def add_bench_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
 
 
 def default_audio() -> Path:
-    from ouvir.engine.bench.large import recipe_path
+    from ouvir.models.large import recipe_path
 
     return recipe_path().parents[1] / "test_audio.wav"
 

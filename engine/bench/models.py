@@ -4,7 +4,7 @@ each one opens: the given checkpoint or bundle, or bundles exported from a check
 A ``.nemo`` / ouvir checkpoint runs on the torch backend as it is; onnx / pte runs of it use bundles
 exported once into ``<cache>/<checkpoint sha256>/<backend>-<precision>`` (ouvir.export, imported only
 then). A bundle directory runs only as what it is (its backend and precision). ``--config large`` first
-writes the random-weight large model (large.py) as a checkpoint in the cache.
+writes the random-weight large model (ouvir.models.large) as a checkpoint in the cache.
 """
 
 from __future__ import annotations
@@ -153,13 +153,13 @@ def file_source(model: Path, cache: Path, lookaheads: list[int] | None, calibrat
 def large_source(lookaheads: list[int], seed: int, audio: np.ndarray, audio_path: Path, cache: Path) -> ModelSource:
     """The random-weight large model with exactly these look-aheads, built once per (look-aheads, seed,
     calibration audio) into the cache."""
-    from ouvir.engine.bench.large import CALIBRATION_S, EMISSION_RATE, RECIPE, build_large, context_for
+    from ouvir.models.large import CALIBRATION_S, EMISSION_RATE, RECIPE, build_large, context_for
 
     contexts = [context_for(ms) for ms in lookaheads]
     calibration = np.resize(audio, int(CALIBRATION_S * 16000))  # the bench audio, looped, sets the blank bias
     key = hashlib.sha256(json.dumps([RECIPE, contexts, seed, EMISSION_RATE, CALIBRATION_S]).encode()
                          + calibration.tobytes())
-    # keyed by what shapes the weights; rebuild by deleting the folder when large.py changes
+    # keyed by what shapes the weights; rebuild by deleting the folder when models/large.py changes
     root = cache / f"large-{key.hexdigest()[:16]}"
     checkpoint, info_path = root / "model.ouvir", root / "model.json"
     if not (checkpoint.is_file() and info_path.is_file()):

@@ -11,12 +11,12 @@ import pytest
 from ouvir.engine.bench.audio import LoopedAudio
 from ouvir.engine.bench.engines import OuvirEngine
 from ouvir.engine.bench.harness import Meters, run_stream, summarize
-from ouvir.engine.bench.large import context_for, solve_decreasing
 from ouvir.engine.bench.machine import cpu_model
 from ouvir.engine.bench.models import Config, configurations
 from ouvir.engine.bench.plots import write_plots
 from ouvir.engine.bench.report import build_report, comparisons, markdown, write_json
 from ouvir.engine.bench.stats import LatencySummary, latency_drift, long_window_s, rss_growth, rtf
+from ouvir.models.large import context_for, solve_decreasing
 from tests.engine.fakes import ScriptedBackend
 
 BLOCK = 16 * 160  # GEOMETRY_160MS: 16 new feature columns of 10 ms per chunk

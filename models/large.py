@@ -13,8 +13,8 @@ blank logit's bias of both heads is raised until greedy decoding of the benchmar
 3 tokens per second, 0.25 per 80 ms frame). The audio is looped to ``CALIBRATION_S``: a random prediction
 network emits more the longer it runs (calibrated on the first 10 s at 480 ms only, a 60 s stream emitted
 19 tokens per second, 6x the target, and the RNNT heads took a quarter of the time). The report records the
-token rate each run measured. Imports torch and ouvir.models:
-only the parent of a bench run calls this.
+token rate each run measured. torch is imported inside the builders only: ``ouvir bench`` (engine/bench) reads
+this module's constants, ``recipe_path`` and ``context_for`` without it, and only its parent process builds.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ FRAME_MS = 80  # 8x subsampling of 10 ms features
 
 def recipe_path() -> Path:
     """The recipe from the NeMo fixtures of an ouvir checkout ($OUVIR_NEMO_FIXTURES overrides)."""
-    root = Path(os.environ.get("OUVIR_NEMO_FIXTURES", Path(__file__).resolve().parents[2] / "tests/fixtures/nemo"))
+    root = Path(os.environ.get("OUVIR_NEMO_FIXTURES", Path(__file__).resolve().parents[1] / "tests/fixtures/nemo"))
     path = root / "conf" / RECIPE
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing: --config large needs an ouvir checkout (or $OUVIR_NEMO_FIXTURES)")
