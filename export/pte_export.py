@@ -16,7 +16,7 @@ equal to rounding:
   ``split_with_sizes_copy`` -> ``slice_copy`` per piece; the LSTM -> its cell equations (PyTorch's
   decomposition: the int8 quantizer then sees its gate projections as linear layers);
 * common subexpressions merged (each layer re-derived the same masks from the lengths);
-and ``StepPartitioner`` keeps the length bookkeeping off XNNPACK (unless static int8 quantized it) and merges
+and ``StepPartitioner`` keeps the length bookkeeping off XNNPACK and merges
 partitions until none can be.
 What remains outside XNNPACK is that bookkeeping on lengths and masks (counted per method in the
 manifest's ``export.delegation``).
@@ -174,8 +174,6 @@ class StepPartitioner(XnnpackPartitioner):
             else:
                 reads[node] = set().union(*(reads[a] for a in node.all_input_nodes))
         bookkeeping = {n for n, kinds in reads.items() if kinds == {True}}
-        if any(_is_quant(n) for n in bookkeeping):  # static int8 quantized the masks: their (de)quantize needs XNNPACK
-            bookkeeping = set()
         return [g for g in super().get_matched_nodes_from_configs(ep) if not bookkeeping.intersection(g)]
 
     def generate_partitions(self, ep: ExportedProgram) -> list[Partition]:
