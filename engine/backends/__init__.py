@@ -1,12 +1,13 @@
 """Backend registry: ``open_backend`` picks the module that runs a model and imports it only then.
 
-Each backend module exposes ``open(model_path, precision, lookahead_ms, threads) -> Backend`` (see base.py):
+Each backend module exposes ``open(model_path, precision, lookahead_ms, threads, device) -> Backend`` (base.py):
 
 * ``torch``: a NeMo ``.nemo`` or an ouvir checkpoint file, run eagerly by ouvir.models (needs torch);
 * ``onnx`` / ``pte``: a bundle directory (engine/bundle.py) run by onnxruntime / ExecuTorch.
 
 ``lookahead_ms`` selects one of the model's attention contexts (None = its default); ``threads`` sizes the
-runtime's compute pool (None = its default).
+runtime's compute pool (None = its default); ``device`` "cuda" runs the torch backend on the GPU and the onnx
+backend through ONNX Runtime's CUDA provider (an error where there is none); ExecuTorch's XNNPACK is CPU only.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ BACKENDS = {
     "pte": "ouvir.engine.backends.pte_backend",
 }
 PRECISIONS = ("fp32", "int8")
+DEVICES = ("cpu", "cuda")
 
 
 def open_backend(
@@ -30,6 +32,7 @@ def open_backend(
     precision: str = "fp32",
     lookahead_ms: int | None = None,
     threads: int | None = None,
+    device: str = "cpu",
 ) -> Backend:
     """Open ``model_path`` with ``backend`` (None: torch for a checkpoint file, the bundle's own for a dir)."""
     path = Path(model_path)
@@ -37,6 +40,8 @@ def open_backend(
         raise FileNotFoundError(f"model {path} does not exist")
     if precision not in PRECISIONS:
         raise ValueError(f"precision {precision!r} is not one of {PRECISIONS}")
+    if device not in DEVICES:
+        raise ValueError(f"device {device!r} is not one of {DEVICES}")
     if backend is None:
         backend = _bundle_backend(path) if path.is_dir() else "torch"
     if backend not in BACKENDS:
@@ -48,7 +53,7 @@ def open_backend(
         module = importlib.import_module(BACKENDS[backend])
     except ModuleNotFoundError as e:
         raise RuntimeError(f"backend {backend!r} is not available: {e}") from e
-    return module.open(path, precision, lookahead_ms, threads)
+    return module.open(path, precision, lookahead_ms, threads, device)
 
 
 def _bundle_backend(path: Path) -> str:

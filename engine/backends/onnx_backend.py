@@ -18,9 +18,21 @@ from ouvir.engine.backends.bundled import BundledBackend, load_for
 from ouvir.engine.bundle import Bundle, Graph, Lookahead
 
 
-def open(path: Path, precision: str, lookahead_ms: int | None, threads: int | None = None) -> OnnxBackend:
+def open(path: Path, precision: str, lookahead_ms: int | None, threads: int | None = None,
+         device: str = "cpu") -> OnnxBackend:
     bundle = load_for(path, "onnx", precision)
-    return OnnxBackend(bundle, bundle.select(lookahead_ms), threads)
+    return OnnxBackend(bundle, bundle.select(lookahead_ms), threads, providers(device))
+
+
+def providers(device: str) -> list[str]:
+    """ONNX Runtime's execution providers for ``device``; "cuda" needs the onnxruntime-gpu wheel."""
+    if device == "cpu":
+        return ["CPUExecutionProvider"]
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        raise RuntimeError(f"onnxruntime {ort.__version__} has no CUDAExecutionProvider (pip install onnxruntime-gpu)")
+    return ["CUDAExecutionProvider", "CPUExecutionProvider"]
 
 
 def layer_first(x: np.ndarray) -> np.ndarray:
@@ -32,7 +44,7 @@ def batch_first(x: np.ndarray) -> np.ndarray:
 
 
 class _Session:
-    def __init__(self, bundle: Bundle, graph: Graph, threads: int | None) -> None:
+    def __init__(self, bundle: Bundle, graph: Graph, threads: int | None, providers: list[str]) -> None:
         import onnxruntime as ort
 
         opts = ort.SessionOptions()
@@ -40,7 +52,7 @@ class _Session:
             opts.intra_op_num_threads = threads
             opts.inter_op_num_threads = 1
         self.graph = graph
-        self.session = ort.InferenceSession(str(bundle.path(graph.file)), opts, providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(str(bundle.path(graph.file)), opts, providers=providers)
 
     def __call__(self, *inputs: np.ndarray) -> list[np.ndarray]:
         return self.session.run(None, dict(zip(self.graph.inputs, inputs, strict=True)))
@@ -50,13 +62,15 @@ class OnnxBackend(BundledBackend):
     name = "onnx"
     batched_joint = True
 
-    def __init__(self, bundle: Bundle, lookahead: Lookahead, threads: int | None = None) -> None:
+    def __init__(self, bundle: Bundle, lookahead: Lookahead, threads: int | None = None,
+                 providers: list[str] | None = None) -> None:
         super().__init__(bundle, lookahead)
-        self._first = _Session(bundle, lookahead.encoder_first, threads)
-        self._next = _Session(bundle, lookahead.encoder_next, threads)
+        providers = providers or ["CPUExecutionProvider"]
+        self._first = _Session(bundle, lookahead.encoder_first, threads, providers)
+        self._next = _Session(bundle, lookahead.encoder_next, threads, providers)
         # The heads run one thread: their matrices are too small to split (the joint over 7 frames of the default
         # model: 30 us on one thread, 62 us on two), and the RNNT decoder scores a chunk's frames in one call.
-        self._heads = {role: _Session(bundle, g, 1) for role, g in bundle.heads.items()}
+        self._heads = {role: _Session(bundle, g, 1, providers) for role, g in bundle.heads.items()}
 
     def encode(
         self, chunk: np.ndarray, chunk_len: np.ndarray, state: EncoderState, first: bool

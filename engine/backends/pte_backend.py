@@ -23,7 +23,10 @@ from ouvir.engine.backends.bundled import BundledBackend, load_for
 from ouvir.engine.bundle import Bundle, BundleError, Graph, Lookahead
 
 
-def open(path: Path, precision: str, lookahead_ms: int | None, threads: int | None = None) -> PteBackend:
+def open(path: Path, precision: str, lookahead_ms: int | None, threads: int | None = None,
+         device: str = "cpu") -> PteBackend:
+    if device != "cpu":
+        raise ValueError(f"the pte backend runs on the CPU (ExecuTorch's XNNPACK), not {device}: use torch or onnx")
     bundle = load_for(path, "pte", precision)
     return PteBackend(bundle, bundle.select(lookahead_ms), threads)
 

@@ -1,7 +1,8 @@
 """The eager PyTorch backend: ouvir.models run on numpy in, numpy out. The only engine module importing torch.
 
 Opened by ``open_backend`` (backends/__init__.py) for a ``.nemo`` file (models/nemo.py) or an ouvir
-checkpoint (models/checkpoint.py). fp32 only: int8 models come as exported bundles (onnx / pte).
+checkpoint (models/checkpoint.py). fp32 only: int8 models come as exported bundles (onnx / pte). On
+``device="cuda"`` the model lives on the GPU and each call moves its numpy arrays there and back.
 """
 
 from __future__ import annotations
@@ -19,7 +20,10 @@ from ouvir.models.state import EncoderState as TorchEncoderState
 from ouvir.models.state import state_spec
 
 
-def open(path: Path, precision: str, lookahead_ms: int | None, threads: int | None = None) -> TorchBackend:
+def open(path: Path, precision: str, lookahead_ms: int | None, threads: int | None = None,
+         device: str = "cpu") -> TorchBackend:
+    if device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device cuda: torch {torch.__version__} sees no CUDA device")
     if precision != "fp32":
         raise ValueError(f"the torch backend runs fp32 only, not {precision}: export an int8 bundle (onnx / pte)")
     if path.suffix == ".nemo":
@@ -32,7 +36,7 @@ def open(path: Path, precision: str, lookahead_ms: int | None, threads: int | No
         loaded = load_checkpoint(path)
     if threads:
         torch.set_num_threads(threads)
-    return TorchBackend(loaded, select_context(loaded, lookahead_ms))
+    return TorchBackend(loaded, select_context(loaded, lookahead_ms), device)
 
 
 def geometries(loaded: LoadedModel) -> list[StreamingGeometry]:
@@ -69,9 +73,10 @@ class TorchBackend:
     precision = "fp32"
     batched_joint = True
 
-    def __init__(self, loaded: LoadedModel, context: tuple[int, int]) -> None:
+    def __init__(self, loaded: LoadedModel, context: tuple[int, int], device: str = "cpu") -> None:
         cfg = loaded.config
-        self.model = loaded.model.eval()
+        self.device = torch.device(device)
+        self.model = loaded.model.eval().to(device)
         self.context = context
         self.state_spec = state_spec(cfg.encoder, context)
         self.info = ModelInfo(
@@ -92,33 +97,40 @@ class TorchBackend:
         self, chunk: np.ndarray, chunk_len: np.ndarray, state: EncoderState, first: bool
     ) -> tuple[np.ndarray, np.ndarray, EncoderState]:
         encoded, lengths, nxt = self.model.encoder.step(
-            torch.from_numpy(chunk),  # (B, F, T)
-            torch.from_numpy(chunk_len),  # (B,)
-            TorchEncoderState(*(torch.from_numpy(np.ascontiguousarray(s)) for s in state)),
+            self._in(chunk),  # (B, F, T)
+            self._in(chunk_len),  # (B,)
+            TorchEncoderState(*(self._in(np.ascontiguousarray(s)) for s in state)),
             context=self.context,
             drop_extra=0 if first else None,
         )  # encoded (B, D, T')
-        return encoded.transpose(1, 2).numpy(), lengths.numpy(), EncoderState(*(t.numpy() for t in nxt))
+        return _out(encoded.transpose(1, 2)), _out(lengths), EncoderState(*(_out(t) for t in nxt))
 
     @torch.inference_mode()
     def ctc_log_probs(self, encoded: np.ndarray) -> np.ndarray:
         if self.model.ctc is None:
             raise ValueError("this model has no CTC head")
-        return self.model.ctc(torch.from_numpy(encoded).transpose(1, 2)).numpy()  # (B, T', V+1)
+        return _out(self.model.ctc(self._in(encoded).transpose(1, 2)))  # (B, T', V+1)
 
     @torch.inference_mode()
     def predict(self, token: np.ndarray, state: PredictorState) -> tuple[np.ndarray, PredictorState]:
         out, nxt = self.model.predict(
-            torch.from_numpy(token), TorchPredictorState(torch.from_numpy(state.h), torch.from_numpy(state.c))
+            self._in(token), TorchPredictorState(self._in(state.h), self._in(state.c))
         )  # (B, J): joint.pred(g)
-        return out.numpy(), PredictorState(nxt.h.numpy(), nxt.c.numpy())
+        return _out(out), PredictorState(_out(nxt.h), _out(nxt.c))
 
     @torch.inference_mode()
     def joint(self, encoded_frame: np.ndarray, prediction: np.ndarray) -> np.ndarray:
-        enc = self.model.joint_enc(torch.from_numpy(encoded_frame))  # (B, J)
-        return self.model.joint(enc, torch.from_numpy(prediction)).numpy()  # (B, V+1)
+        enc = self.model.joint_enc(self._in(encoded_frame))  # (B, J)
+        return _out(self.model.joint(enc, self._in(prediction)))  # (B, V+1)
 
     def initial_predictor_state(self, batch: int = 1) -> PredictorState:
         h, c = self.model.predictor.initial_state(batch)  # (L, B, H)
-        return PredictorState(h.numpy(), c.numpy())
+        return PredictorState(_out(h), _out(c))
+
+    def _in(self, x: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(x).to(self.device)
+
+
+def _out(t: torch.Tensor) -> np.ndarray:
+    return t.cpu().numpy()
 

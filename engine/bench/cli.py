@@ -2,7 +2,7 @@
 
     ouvir bench [--model M | --config large] [--backend torch onnx pte] [--quantize none int8]
                 [--int8-method dynamic static] [--lookahead-ms 480 80] [--decoder rnnt|ctc] [--threads N]
-                [--audio FILE] [--seconds S] [--warmup-s S] [--against sherpa-onnx] [--minutes N]
+                [--device cpu|cuda] [--audio FILE] [--seconds S] [--warmup-s S] [--against sherpa-onnx] [--minutes N]
                 [--out DIR] [--cache DIR] [--seed N] [--profile]
 
 Every configuration (backend x precision x look-ahead) runs in a fresh process (worker.py) on the same
@@ -27,7 +27,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-from ouvir.engine.backends import BACKENDS
+from ouvir.engine.backends import BACKENDS, DEVICES
 from ouvir.engine.bench.machine import machine_info, usable_cores
 from ouvir.engine.bench.models import (
     PRECISION,
@@ -61,6 +61,9 @@ def add_bench_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
                    help=f"default: the model's (--config large: {LARGE_DEFAULT_LOOKAHEAD_MS})")
     p.add_argument("--decoder", choices=("rnnt", "ctc"), default=None, help="default: rnnt when the model has it")
     p.add_argument("--threads", type=int, default=usable_cores(), help="threads per run (default: usable cores)")
+    p.add_argument("--device", choices=DEVICES, default="cpu",
+                   help="cuda: the torch backend on the GPU, onnx through ONNX Runtime's CUDA provider "
+                        "(onnxruntime-gpu); pte and sherpa-onnx runs stay CPU-only and are skipped")
     p.add_argument("--audio", type=Path, default=None, help="speech file, looped (default: the fixtures' test audio)")
     p.add_argument("--seconds", type=float, default=60.0, help="audio streamed per measured run")
     p.add_argument("--warmup-s", type=float, default=5.0, help="audio streamed through a discarded stream first")
@@ -86,7 +89,7 @@ def default_audio() -> Path:
 def run_bench(args: argparse.Namespace) -> int:
     from ouvir.engine.bench.audio import read_audio
 
-    machine = machine_info(args.threads)  # load average before this run adds its own
+    machine = machine_info(args.threads, args.device)  # load average before this run adds its own
     audio_path = args.audio or default_audio()
     samples, conversion = read_audio(audio_path)
     cache = args.cache or default_cache()
@@ -101,12 +104,12 @@ def run_bench(args: argparse.Namespace) -> int:
     profiler = _py_spy(args.out) if args.profile else None
     base = RunSpec(label="", engine="ouvir", model="", backend="", precision="", lookahead_ms=None,
                    threads=args.threads, audio=str(audio_path), seconds=args.seconds, warmup_s=args.warmup_s,
-                   model_bytes=0, decoder=args.decoder)
+                   model_bytes=0, decoder=args.decoder, device=args.device)
     runs: list[dict[str, Any]] = []
     ran: list[RunSpec] = []
     failed: list[str] = []
     for cfg in configs:
-        if (why := source.unavailable(cfg)) is not None:
+        if (why := source.unavailable(cfg) or _off_device(cfg, args.device)) is not None:
             skipped.append(why)
             continue
         spec = _prepare(base, source, cfg, failed)
@@ -114,7 +117,9 @@ def run_bench(args: argparse.Namespace) -> int:
             continue
         runs.append(result)
         ran.append(spec)
-        if args.against == "sherpa-onnx" and cfg.backend == "onnx":
+        if args.against == "sherpa-onnx" and cfg.backend == "onnx" and args.device != "cpu":
+            skipped.append(f"sherpa-onnx {cfg.label}: its PyPI wheel runs on the CPU (compare on --device cpu)")
+        elif args.against == "sherpa-onnx" and cfg.backend == "onnx":
             sherpa = _sherpa_spec(base, source, cfg, result, skipped)
             if sherpa is not None and (r := _measure(sherpa, failed, profiler)) is not None:
                 runs.append(r)
@@ -141,9 +146,17 @@ def _prepare(base: RunSpec, source: ModelSource, cfg: Config, failed: list[str])
         return None
 
 
+def _off_device(cfg: Config, device: str) -> str | None:
+    """Why ``cfg`` cannot run on ``device``, or None."""
+    if device != "cpu" and cfg.backend == "pte":
+        return f"{cfg.label} on {device}: ExecuTorch's XNNPACK runs on the CPU"
+    return None
+
+
 def _spec(base: RunSpec, source: ModelSource, cfg: Config) -> RunSpec:
     path = source.path(cfg)
-    return replace(base, label=cfg.label, model=str(path), backend=cfg.backend, precision=cfg.precision,
+    label = cfg.label if base.device == "cpu" else f"{cfg.label} {base.device}"
+    return replace(base, label=label, model=str(path), backend=cfg.backend, precision=cfg.precision,
                    lookahead_ms=cfg.lookahead_ms, model_bytes=model_bytes(path))
 
 

@@ -5,13 +5,15 @@ from __future__ import annotations
 import os
 import platform
 import resource
+import shutil
+import subprocess
 import sys
 import time
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-PACKAGES = ("numpy", "onnxruntime", "executorch", "torch", "sherpa-onnx")
+PACKAGES = ("numpy", "onnxruntime", "onnxruntime-gpu", "executorch", "torch", "sherpa-onnx")
 _CPU_KEYS = ("model name", "Model", "Hardware", "cpu model")  # x86, Raspberry Pi, older ARM, MIPS
 
 
@@ -60,8 +62,20 @@ def package_versions() -> dict[str, str | None]:
     return out
 
 
-def machine_info(threads: int) -> dict[str, Any]:
+def gpus() -> list[str]:
+    """The NVIDIA cards ``nvidia-smi`` lists (name, memory, driver); none without it."""
+    exe = shutil.which("nvidia-smi")
+    if exe is None:
+        return []
+    query = ["--query-gpu=name,memory.total,driver_version", "--format=csv,noheader"]
+    proc = subprocess.run([exe, *query], capture_output=True, text=True, timeout=30)
+    return [line.strip() for line in proc.stdout.splitlines() if line.strip()] if proc.returncode == 0 else []
+
+
+def machine_info(threads: int, device: str = "cpu") -> dict[str, Any]:
     return {
+        "device": device,
+        "gpus": gpus(),
         "cpu": cpu_model(),
         "logical_cores": os.cpu_count(),
         "usable_cores": usable_cores(),

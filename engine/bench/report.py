@@ -74,7 +74,9 @@ def markdown(report: dict[str, Any]) -> str:
         "# ouvir bench",
         "",
         f"{report['created']} · {m['cpu']} · {m['usable_cores']} usable of {m['logical_cores']} logical cores · "
-        f"{m['threads']} threads · load average at start {load} · {m['platform']}",
+        f"{m['threads']} threads · load average at start {load} · {m['platform']}"
+        + (f" · network on {m['device']}: {'; '.join(m['gpus']) or 'no GPU listed'}" if m.get("device", "cpu") != "cpu"
+           else ""),
         f"Model: {report['model'].get('name', '?')} · audio: {audio['file']} "
         f"({audio['seconds']:.0f} s per run, looped; a {audio['warmup_s']:.0f} s warm-up stream first)",
         f"Command: `{' '.join(report['command'])}`",

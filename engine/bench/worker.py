@@ -42,6 +42,7 @@ class RunSpec:
     rss_every_s: float = 1.0  # long runs: RSS sampling period in stream seconds
     files: dict[str, str] = field(default_factory=dict)  # sherpa-onnx: role -> file
     paired_with: str | None = None  # sherpa-onnx: the label of the ouvir run on the same files
+    device: str = "cpu"  # ouvir: where the network runs (cuda: torch on the GPU, ONNX Runtime's CUDA provider)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RunSpec:
@@ -68,10 +69,10 @@ def open_engine(spec: RunSpec) -> tuple[Engine, int, int | None]:
 
 
 def open_backend(spec: RunSpec) -> Backend:
-    """The engine's backend for ``spec`` with ``spec.threads`` threads."""
+    """The engine's backend for ``spec`` with ``spec.threads`` threads on ``spec.device``."""
     from ouvir.engine.backends import open_backend as open_engine_backend
 
-    return open_engine_backend(spec.model, spec.backend, spec.precision, spec.lookahead_ms, spec.threads)
+    return open_engine_backend(spec.model, spec.backend, spec.precision, spec.lookahead_ms, spec.threads, spec.device)
 
 
 def run(spec: RunSpec, meters: Meters = REAL_METERS) -> dict[str, Any]:

@@ -186,3 +186,23 @@ def test_cpu_model_from_cpuinfo():
     assert cpu_model("processor\t: 0\nmodel name\t: Intel(R) Xeon(R) Processor\n") == "Intel(R) Xeon(R) Processor"
     pi = "processor\t: 0\nBogoMIPS\t: 108.00\n\nHardware\t: BCM2835\nModel\t\t: Raspberry Pi 4 Model B Rev 1.4\n"
     assert cpu_model(pi) == "Raspberry Pi 4 Model B Rev 1.4"
+
+
+def test_device_cuda_reaches_the_backend_or_says_why(nemo_dir, tmp_path, capsys):
+    """``--device cuda``: pte runs are skipped (XNNPACK is CPU only); the torch run gets the GPU, or fails by
+    name where there is none, and the other configurations' report is still written."""
+    import torch
+
+    from ouvir.engine.cli import main
+
+    args = ["bench", "--model", str(nemo_dir / "hybrid_multi.nemo"), "--device", "cuda", "--seconds", "2",
+            "--warmup-s", "0", "--threads", "1", "--out", str(tmp_path)]
+    assert main([*args, "--backend", "pte"]) == 1
+    assert "pte fp32 on cuda: ExecuTorch's XNNPACK runs on the CPU" in capsys.readouterr().err
+    code = main([*args, "--backend", "torch"])
+    if torch.cuda.is_available():
+        assert code == 0
+        report = json.loads((tmp_path / "bench.json").read_text())
+        assert report["runs"][0]["spec"]["label"] == "torch fp32 cuda" and report["machine"]["gpus"]
+    else:
+        assert code == 1 and "torch fp32 cuda: failed (RuntimeError: device cuda: torch" in capsys.readouterr().err
