@@ -34,10 +34,14 @@ LEFT_CONTEXT = 70
 FRAME_MS = 80  # 8x subsampling of 10 ms features
 
 
+def fixtures_dir() -> Path:
+    """The NeMo fixtures of an ouvir checkout ($OUVIR_NEMO_FIXTURES overrides)."""
+    return Path(os.environ.get("OUVIR_NEMO_FIXTURES", Path(__file__).resolve().parents[1] / "tests/fixtures/nemo"))
+
+
 def recipe_path() -> Path:
-    """The recipe from the NeMo fixtures of an ouvir checkout ($OUVIR_NEMO_FIXTURES overrides)."""
-    root = Path(os.environ.get("OUVIR_NEMO_FIXTURES", Path(__file__).resolve().parents[1] / "tests/fixtures/nemo"))
-    path = root / "conf" / RECIPE
+    """The recipe from the NeMo fixtures."""
+    path = fixtures_dir() / "conf" / RECIPE
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing: --config large needs an ouvir checkout (or $OUVIR_NEMO_FIXTURES)")
     return path

@@ -81,9 +81,13 @@ def add_bench_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
 
 
 def default_audio() -> Path:
-    from ouvir.models.large import recipe_path
+    from ouvir.models.large import fixtures_dir
 
-    return recipe_path().parents[1] / "test_audio.wav"
+    path = fixtures_dir() / "test_audio.wav"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: without --audio FILE the bench streams the NeMo fixtures' speech, "
+                                "which needs an ouvir checkout (or $OUVIR_NEMO_FIXTURES)")
+    return path
 
 
 def run_bench(args: argparse.Namespace) -> int:

@@ -195,8 +195,8 @@ def test_device_cuda_reaches_the_backend_or_says_why(nemo_dir, tmp_path, capsys)
 
     from ouvir.engine.cli import main
 
-    args = ["bench", "--model", str(nemo_dir / "hybrid_multi.nemo"), "--device", "cuda", "--seconds", "2",
-            "--warmup-s", "0", "--threads", "1", "--out", str(tmp_path)]
+    args = ["bench", "--model", str(nemo_dir / "hybrid_multi.nemo"), "--audio", str(nemo_dir / "test_audio.wav"),
+            "--device", "cuda", "--seconds", "2", "--warmup-s", "0", "--threads", "1", "--out", str(tmp_path)]
     assert main([*args, "--backend", "pte"]) == 1
     assert "pte fp32 on cuda: ExecuTorch's XNNPACK runs on the CPU" in capsys.readouterr().err
     code = main([*args, "--backend", "torch"])
@@ -206,3 +206,11 @@ def test_device_cuda_reaches_the_backend_or_says_why(nemo_dir, tmp_path, capsys)
         assert report["runs"][0]["spec"]["label"] == "torch fp32 cuda" and report["machine"]["gpus"]
     else:
         assert code == 1 and "torch fp32 cuda: failed (RuntimeError: device cuda: torch" in capsys.readouterr().err
+
+
+def test_default_audio_outside_a_checkout_asks_for_audio(nemo_dir, tmp_path, monkeypatch, capsys):
+    from ouvir.engine.cli import main
+
+    monkeypatch.setenv("OUVIR_NEMO_FIXTURES", str(tmp_path))
+    assert main(["bench", "--model", str(nemo_dir / "hybrid_multi.nemo"), "--out", str(tmp_path)]) != 0
+    assert "without --audio FILE the bench streams the NeMo fixtures' speech" in capsys.readouterr().err
