@@ -21,10 +21,10 @@ from ouvir.engine.bundle import Bundle, Graph, Lookahead
 def open(path: Path, precision: str, lookahead_ms: int | None, threads: int | None = None,
          device: str = "cpu") -> OnnxBackend:
     bundle = load_for(path, "onnx", precision)
-    return OnnxBackend(bundle, bundle.select(lookahead_ms), threads, providers(device))
+    return OnnxBackend(bundle, bundle.select(lookahead_ms), threads, execution_providers(device))
 
 
-def providers(device: str) -> list[str]:
+def execution_providers(device: str) -> list[str]:
     """ONNX Runtime's execution providers for ``device``; "cuda" needs the onnxruntime-gpu wheel."""
     if device == "cpu":
         return ["CPUExecutionProvider"]
@@ -65,7 +65,7 @@ class OnnxBackend(BundledBackend):
     def __init__(self, bundle: Bundle, lookahead: Lookahead, threads: int | None = None,
                  providers: list[str] | None = None) -> None:
         super().__init__(bundle, lookahead)
-        providers = providers or ["CPUExecutionProvider"]
+        providers = providers or execution_providers("cpu")
         self._first = _Session(bundle, lookahead.encoder_first, threads, providers)
         self._next = _Session(bundle, lookahead.encoder_next, threads, providers)
         # The heads run one thread: their matrices are too small to split (the joint over 7 frames of the default

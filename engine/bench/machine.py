@@ -68,7 +68,10 @@ def gpus() -> list[str]:
     if exe is None:
         return []
     query = ["--query-gpu=name,memory.total,driver_version", "--format=csv,noheader"]
-    proc = subprocess.run([exe, *query], capture_output=True, text=True, timeout=30)
+    try:
+        proc = subprocess.run([exe, *query], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return []
     return [line.strip() for line in proc.stdout.splitlines() if line.strip()] if proc.returncode == 0 else []
 
 

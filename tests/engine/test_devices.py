@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from ouvir.engine.backends import open_backend
-from ouvir.engine.backends.onnx_backend import providers
+from ouvir.engine.backends.onnx_backend import execution_providers
 from ouvir.engine.events import Final
 from ouvir.engine.recognizer import Recognizer
 
@@ -32,12 +32,12 @@ def test_device_errors_name_the_problem(nemo_dir, tmp_path):
 def test_onnx_cuda_provider_or_a_clear_error():
     import onnxruntime as ort
 
-    assert providers("cpu") == ["CPUExecutionProvider"]
+    assert execution_providers("cpu") == ["CPUExecutionProvider"]
     if "CUDAExecutionProvider" in ort.get_available_providers():
-        assert providers("cuda") == ["CUDAExecutionProvider", "CPUExecutionProvider"]
+        assert execution_providers("cuda") == ["CUDAExecutionProvider", "CPUExecutionProvider"]
     else:
         with pytest.raises(RuntimeError, match=r"no CUDAExecutionProvider \(pip install onnxruntime-gpu\)"):
-            providers("cuda")
+            execution_providers("cuda")
 
 
 @pytest.mark.skipif(not HAS_CUDA, reason="no GPU on this machine: the CUDA path needs one")
