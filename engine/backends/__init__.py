@@ -24,6 +24,7 @@ BACKENDS = {
 }
 PRECISIONS = ("fp32", "int8")
 DEVICES = ("cpu", "cuda")
+CPU_ONLY = {"pte": "ExecuTorch's XNNPACK"}  # backend -> what keeps it on the CPU
 
 
 def open_backend(
@@ -46,6 +47,9 @@ def open_backend(
         backend = _bundle_backend(path) if path.is_dir() else "torch"
     if backend not in BACKENDS:
         raise ValueError(f"backend {backend!r} is not one of {sorted(BACKENDS)}")
+    if device != "cpu" and backend in CPU_ONLY:
+        raise ValueError(f"the {backend} backend runs on the CPU ({CPU_ONLY[backend]}), not {device}: "
+                         "use torch or onnx")
     if path.is_dir() == (backend == "torch"):
         need = "a .nemo or ouvir checkpoint file" if backend == "torch" else "a bundle directory"
         raise ValueError(f"backend {backend!r} needs {need}, got {path}")

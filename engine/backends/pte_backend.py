@@ -25,8 +25,7 @@ from ouvir.engine.bundle import Bundle, BundleError, Graph, Lookahead
 
 def open(path: Path, precision: str, lookahead_ms: int | None, threads: int | None = None,
          device: str = "cpu") -> PteBackend:
-    if device != "cpu":
-        raise ValueError(f"the pte backend runs on the CPU (ExecuTorch's XNNPACK), not {device}: use torch or onnx")
+    del device  # always "cpu": open_backend refuses the others (CPU_ONLY)
     bundle = load_for(path, "pte", precision)
     return PteBackend(bundle, bundle.select(lookahead_ms), threads)
 

@@ -27,7 +27,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-from ouvir.engine.backends import BACKENDS, DEVICES
+from ouvir.engine.backends import BACKENDS, CPU_ONLY, DEVICES
 from ouvir.engine.bench.machine import machine_info, usable_cores
 from ouvir.engine.bench.models import (
     PRECISION,
@@ -121,9 +121,7 @@ def run_bench(args: argparse.Namespace) -> int:
             continue
         runs.append(result)
         ran.append(spec)
-        if args.against == "sherpa-onnx" and cfg.backend == "onnx" and args.device != "cpu":
-            skipped.append(f"sherpa-onnx {cfg.label}: its PyPI wheel runs on the CPU (compare on --device cpu)")
-        elif args.against == "sherpa-onnx" and cfg.backend == "onnx":
+        if args.against == "sherpa-onnx" and cfg.backend == "onnx":
             sherpa = _sherpa_spec(base, source, cfg, result, skipped)
             if sherpa is not None and (r := _measure(sherpa, failed, profiler)) is not None:
                 runs.append(r)
@@ -152,8 +150,8 @@ def _prepare(base: RunSpec, source: ModelSource, cfg: Config, failed: list[str])
 
 def _off_device(cfg: Config, device: str) -> str | None:
     """Why ``cfg`` cannot run on ``device``, or None."""
-    if device != "cpu" and cfg.backend == "pte":
-        return f"{cfg.label} on {device}: ExecuTorch's XNNPACK runs on the CPU"
+    if device != "cpu" and cfg.backend in CPU_ONLY:
+        return f"{cfg.label} on {device}: {CPU_ONLY[cfg.backend]} runs on the CPU"
     return None
 
 
@@ -166,6 +164,9 @@ def _spec(base: RunSpec, source: ModelSource, cfg: Config) -> RunSpec:
 
 def _sherpa_spec(base: RunSpec, source: ModelSource, cfg: Config, ouvir: dict[str, Any],
                  skipped: list[str]) -> RunSpec | None:
+    if base.device != "cpu":
+        skipped.append(f"sherpa-onnx {cfg.label}: its PyPI wheel runs on the CPU (compare on --device cpu)")
+        return None
     bundle = source.path(cfg)
     files = sherpa_files(bundle, ouvir["lookahead_ms"], ouvir["spec"]["decoder"])
     if files is None:
