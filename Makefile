@@ -7,7 +7,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check -q
 APT_PKGS := pulseaudio pulseaudio-utils libasound2-plugins libportaudio2 portaudio19-dev libsndfile1 \
-            espeak-ng sox
+            espeak-ng sox zsh
 STAMP := $(VENV)/.ouvir-installed
 
 .PHONY: test demo system venv lint clean
@@ -22,7 +22,8 @@ demo: venv
 lint: venv
 	$(VENV)/bin/ruff check .
 
-# System packages: PortAudio + PulseAudio for the (virtual) microphone, libsndfile, espeak-ng/sox for test speech.
+# System packages: PortAudio + PulseAudio for the (virtual) microphone, libsndfile, espeak-ng/sox for test speech,
+# zsh for the completion test.
 system:
 	@missing=$$(for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then \

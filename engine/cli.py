@@ -2,14 +2,19 @@
 
     ouvir demo [model options] [--fast]     (the default model's bundled samples, live captions, WER)
     ouvir transcribe FILE... [--model M] [--backend torch|onnx|pte] [--precision fp32|int8]
-                             [--lookahead-ms N] [--decoder rnnt|ctc] [--realtime] [--json] [--channel N]
+                             [--lookahead-ms N] [--decoder rnnt|ctc] [--realtime] [--channel N]
+                             [--format txt|json|srt|vtt]
     ouvir transcribe - --raw-format s16le --rate 48000 --channels 2     (raw PCM on stdin)
     ouvir listen [model options] [--input-backend sounddevice|pyaudio] [--device D] [--save-audio FILE]
     ouvir devices [--input-backend sounddevice|pyaudio]
     ouvir verify BUNDLE
+    ouvir completion bash|zsh               (source <(ouvir completion bash))
+    ouvir --version
 
-Output: finals on their own lines; on a terminal the open segment's partial text is rewritten in place;
-with ``--json`` every event is one JSON line. Ctrl-C stops reading input and prints the final result of
+Output (``--format``): finals on their own lines, and on a terminal the open segment's partial text rewritten
+in place (txt); every event as one JSON line (json, also ``--json``); finals as SubRip / WebVTT cues (srt, vtt).
+A bundle runs as what it holds (its backend and precision); the options only choose among the default model's
+builds or check a bundle. Ctrl-C stops reading input and prints the final result of
 the audio already taken in (a second Ctrl-C aborts). ``--model`` defaults to $OUVIR_MODEL.
 """
 
@@ -23,6 +28,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from importlib.metadata import version
 from pathlib import Path
 from typing import TextIO
 
@@ -32,42 +38,50 @@ from ouvir.engine.backends import BACKENDS, PRECISIONS
 from ouvir.engine.bench.cli import add_bench_parser
 from ouvir.engine.bench.host import add_bench_host_parser
 from ouvir.engine.bundle import BundleError, add_verify_parser
+from ouvir.engine.completion import SHELLS, script
 from ouvir.engine.default_model import default_model
 from ouvir.engine.errors import EngineError
 from ouvir.engine.events import Event, Final, Overload, Partial, event_to_dict
 from ouvir.engine.loop import LoopConfig, PacedSource, RealtimeLoop
 from ouvir.engine.recognizer import Recognizer
+from ouvir.engine.subtitles import SUBTITLE_FORMATS, SubtitleWriter
 from ouvir.export.cli import add_export_parser
 
 MODEL_ENV = "OUVIR_MODEL"
+FORMATS = ("txt", "json", *SUBTITLE_FORMATS)
 INPUT_BACKENDS = ("sounddevice", "pyaudio")
 
 
 class Printer:
-    """Writes events: finals as lines, partials rewritten in place on a TTY, or JSON lines."""
+    """Writes events as ``fmt``: "txt" finals as lines (on a TTY the open segment's partial is rewritten in
+    place), "json" every event as a JSON line, "srt" / "vtt" finals as subtitle cues."""
 
-    def __init__(self, out: TextIO, as_json: bool, label: str | None = None) -> None:
+    def __init__(self, out: TextIO, fmt: str = "txt", label: str | None = None) -> None:
         self.out = out
-        self.as_json = as_json
-        self.tty = out.isatty() and not as_json
+        self.fmt = fmt
+        self.tty = out.isatty() and fmt == "txt"
         self.label = label  # prefix (file name) when several inputs share the output
+        self.subtitles = SubtitleWriter(out, fmt) if fmt in SUBTITLE_FORMATS else None
         self._partial = False
 
     def __call__(self, event: Event) -> None:
-        if self.as_json:
+        if isinstance(event, Overload):
+            print(f"ouvir: falling behind: dropped {event.dropped_s:.2f} s of audio "
+                  f"({event.dropped_total_s:.2f} s in all)", file=sys.stderr)
+        if self.fmt == "json":
             record = event_to_dict(event)
             if self.label is not None:
                 record["file"] = self.label
             self.out.write(json.dumps(record, ensure_ascii=False) + "\n")
+        elif self.subtitles is not None:
+            if isinstance(event, Final):
+                self.subtitles.write(event)
         elif isinstance(event, Final):
             self.out.write(("\r\x1b[K" if self._partial else "") + self._labelled(event.text) + "\n")
             self._partial = False
         elif isinstance(event, Partial) and self.tty:
             self.out.write("\r\x1b[K" + self._labelled(event.text))
             self._partial = True
-        elif isinstance(event, Overload):
-            print(f"ouvir: falling behind: dropped {event.dropped_s:.2f} s of audio "
-                  f"({event.dropped_total_s:.2f} s in all)", file=sys.stderr)
         self.out.flush()
 
     def _labelled(self, text: str) -> str:
@@ -106,13 +120,15 @@ def _open_input(path: Path, args: argparse.Namespace) -> AudioSource:
 
 
 def transcribe(args: argparse.Namespace) -> int:
+    if args.format in SUBTITLE_FORMATS and len(args.files) > 1:
+        raise ValueError(f"--format {args.format} writes one file's subtitles: give one input at a time")
     rec = open_recognizer(args)
     stop = threading.Event()
     with interrupt_stops(stop.set):
         for path in args.files:
             if stop.is_set():
                 break  # Ctrl-C: later files are skipped
-            show = Printer(sys.stdout, args.json, str(path) if len(args.files) > 1 else None)
+            show = Printer(sys.stdout, args.format, str(path) if len(args.files) > 1 else None)
             with _open_input(path, args) as source:
                 if source.conversion.resampled or source.conversion.channels > 1:
                     print(source.conversion.describe(), file=sys.stderr)
@@ -136,7 +152,7 @@ def demo(args: argparse.Namespace) -> int:
             if stop.is_set():
                 break
             print(f"{sample.path.name}:")
-            show = Printer(sys.stdout, False)
+            show = Printer(sys.stdout)
             finals = []
             with _open_input(sample.path, args) as source:
                 for event in _events(rec, source, args.realtime, stop):
@@ -171,7 +187,7 @@ def listen(args: argparse.Namespace) -> int:
 
     rec = open_recognizer(args)
     device = int(args.device) if args.device is not None and args.device.isdigit() else args.device
-    show = Printer(sys.stdout, args.json)
+    show = Printer(sys.stdout, args.format)
     mic = MicSource(device, backend=args.input_backend, rate=args.device_rate)
     with mic, audio_writer(args.save_audio) as save:
         print(f"listening: {mic.conversion.describe()} (Ctrl-C to stop)", file=sys.stderr)
@@ -193,24 +209,40 @@ def devices(args: argparse.Namespace) -> int:
     return 0
 
 
+def completion(args: argparse.Namespace) -> int:
+    sys.stdout.write(script(build_parser(), args.shell))
+    return 0
+
+
 def _model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", type=Path, default=os.environ.get(MODEL_ENV),
                    help=f"a .nemo / ouvir checkpoint (torch) or a bundle directory (default ${MODEL_ENV}, else the "
                         "shipped default model)")
     p.add_argument("--backend", choices=sorted(BACKENDS), default=None,
                    help="default: torch for a checkpoint file, the bundle's own for a directory")
-    p.add_argument("--precision", choices=PRECISIONS, default="fp32")
+    p.add_argument("--precision", choices=PRECISIONS, default=None,
+                   help="default: what the model holds (a bundle's own; fp32 for a checkpoint; the default "
+                        "model's fp32 build)")
     p.add_argument("--lookahead-ms", type=int, default=None, help="attention look-ahead (default: the model's)")
     p.add_argument("--decoder", choices=("rnnt", "ctc"), default=None, help="default: rnnt when the model has it")
-    p.add_argument("--json", action="store_true", help="one JSON line per event (partials and finals)")
+
+
+def _output_options(p: argparse.ArgumentParser) -> None:
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("--format", choices=FORMATS, default="txt",
+                     help="txt: finals as lines (partials rewritten in place on a terminal); json: one JSON line "
+                          "per event (partials and finals, token times); srt / vtt: finals as subtitle cues")
+    out.add_argument("--json", dest="format", action="store_const", const="json", help="same as --format json")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ouvir", description="on-device streaming speech recognition")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version('ouvir')}")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("transcribe", help="transcribe audio files")
     p.add_argument("files", nargs="+", type=Path)
     _model_options(p)
+    _output_options(p)
     p.add_argument("--realtime", action="store_true", help="feed each file at real-time pace, like a microphone")
     p.add_argument("--channel", type=int, default=None, help="use this channel (0-based) instead of the downmix")
     p.add_argument("--raw-format", default="s16le", choices=("u8", "s8le", "s16le", "s24le", "s32le", "f32le", "f64le"),
@@ -224,6 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=demo, channel=None)
     p = sub.add_parser("listen", help="transcribe the microphone live")
     _model_options(p)
+    _output_options(p)
     p.add_argument("--input-backend", choices=INPUT_BACKENDS, default="sounddevice")
     p.add_argument("--device", default=None, help="input device index or name (default: the system's)")
     p.add_argument("--device-rate", type=int, default=None,
@@ -239,6 +272,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_verify_parser(sub)
     add_bench_parser(sub)
     add_bench_host_parser(sub)
+    p = sub.add_parser("completion", help="print a shell completion script: source <(ouvir completion bash)")
+    p.add_argument("shell", choices=SHELLS)
+    p.set_defaults(func=completion)
     return parser
 
 

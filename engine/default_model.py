@@ -30,14 +30,17 @@ def root() -> Path:
     return Path(str(files("ouvir") / "default_model"))
 
 
-def default_model(backend: str | None, precision: str) -> tuple[Path, str]:
-    """The shipped file or bundle for ``backend`` (None: onnx) and ``precision``, and the backend to run it."""
-    backend = backend or "onnx"
-    name = SHIPPED.get((backend, precision))
-    if name is None:
+def default_model(backend: str | None, precision: str | None) -> tuple[Path, str]:
+    """The shipped file or bundle for ``backend`` and ``precision`` (None: any; the first shipped build that
+    matches both), and the backend to run it."""
+    match = [(b, p) for b, p in SHIPPED if backend in (None, b) and precision in (None, p)]
+    if not match:
         have = ", ".join(f"--backend {b} --precision {p}" for b, p in SHIPPED)
-        raise ValueError(f"the default model ships no {backend} {precision} build; it has: {have} "
-                         f"(or export one: ouvir export {root() / 'model.ouvir'} -o DIR --format {backend})")
+        want = " ".join(x for x in (backend, precision) if x)
+        raise ValueError(f"the default model ships no {want} build; it has: {have} "
+                         f"(or export one: ouvir export {root() / 'model.ouvir'} -o DIR --format {backend or 'onnx'})")
+    backend, precision = match[0]
+    name = SHIPPED[(backend, precision)]
     path = root() / name
     if not path.exists():
         raise FileNotFoundError(f"no default model is installed at {path} (this build ships none yet, see the README): "

@@ -134,12 +134,13 @@ class Recognizer:
         cls,
         model: str | Path,
         backend: str | None = None,
-        precision: str = "fp32",
+        precision: str | None = None,
         lookahead_ms: int | None = None,
         decoder: str | None = None,
         endpoint: EndpointConfig = DEFAULT_ENDPOINT,
     ) -> Recognizer:
-        """A .nemo / ouvir checkpoint (torch backend) or a bundle directory (its onnx / pte backend)."""
+        """A .nemo / ouvir checkpoint (torch backend) or a bundle directory (its onnx / pte backend); ``backend``
+        and ``precision`` default to what the model holds."""
         return cls(open_backend(model, backend, precision, lookahead_ms), decoder, endpoint)
 
     def create_stream(self) -> Stream:

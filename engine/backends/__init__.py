@@ -5,9 +5,11 @@ Each backend module exposes ``open(model_path, precision, lookahead_ms, threads,
 * ``torch``: a NeMo ``.nemo`` or an ouvir checkpoint file, run eagerly by ouvir.models (needs torch);
 * ``onnx`` / ``pte``: a bundle directory (engine/bundle.py) run by onnxruntime / ExecuTorch.
 
-``lookahead_ms`` selects one of the model's attention contexts (None = its default); ``threads`` sizes the
-runtime's compute pool (None = its default); ``device`` "cuda" runs the torch backend on the GPU and the onnx
-backend through ONNX Runtime's CUDA provider (an error where there is none); ExecuTorch's XNNPACK is CPU only.
+``precision`` None runs what the model holds: a bundle's own precision (a bundle holds one), fp32 for a
+checkpoint; a given one must match it. ``lookahead_ms`` selects one of the model's attention contexts (None = its
+default); ``threads`` sizes the runtime's compute pool (None = its default); ``device`` "cuda" runs the torch
+backend on the GPU and the onnx backend through ONNX Runtime's CUDA provider (an error where there is none);
+ExecuTorch's XNNPACK is CPU only.
 """
 
 from __future__ import annotations
@@ -30,16 +32,17 @@ CPU_ONLY = {"pte": "ExecuTorch's XNNPACK"}  # backend -> what keeps it on the CP
 def open_backend(
     model_path: str | Path,
     backend: str | None = None,
-    precision: str = "fp32",
+    precision: str | None = None,
     lookahead_ms: int | None = None,
     threads: int | None = None,
     device: str = "cpu",
 ) -> Backend:
-    """Open ``model_path`` with ``backend`` (None: torch for a checkpoint file, the bundle's own for a dir)."""
+    """Open ``model_path`` with ``backend`` (None: torch for a checkpoint file, the bundle's own for a dir) in
+    ``precision`` (None: the bundle's own, fp32 for a checkpoint)."""
     path = Path(model_path)
     if not path.exists():
         raise FileNotFoundError(f"model {path} does not exist")
-    if precision not in PRECISIONS:
+    if precision is not None and precision not in PRECISIONS:
         raise ValueError(f"precision {precision!r} is not one of {PRECISIONS}")
     if device not in DEVICES:
         raise ValueError(f"device {device!r} is not one of {DEVICES}")

@@ -10,12 +10,13 @@ from ouvir.engine.backends.base import EncoderState, PredictorState
 from ouvir.engine.bundle import Bundle, BundleError, Lookahead, load_bundle
 
 
-def load_for(path: Path, backend: str, precision: str) -> Bundle:
-    """The verified bundle at ``path``, refused unless it holds ``backend`` graphs in ``precision``."""
+def load_for(path: Path, backend: str, precision: str | None) -> Bundle:
+    """The verified bundle at ``path``, refused unless it holds ``backend`` graphs in ``precision`` (None: the
+    precision it holds, whichever that is)."""
     bundle = load_bundle(path)
     if bundle.backend != backend:
         raise BundleError(path, f"its graphs are {bundle.backend!r}, not {backend}")
-    if precision != bundle.precision:
+    if precision is not None and precision != bundle.precision:
         raise BundleError(path, f"it holds {bundle.precision} graphs, not {precision}")
     return bundle
 

@@ -18,7 +18,7 @@ from ouvir.engine.backends.bundled import BundledBackend, load_for
 from ouvir.engine.bundle import Bundle, Graph, Lookahead
 
 
-def open(path: Path, precision: str, lookahead_ms: int | None, threads: int | None = None,
+def open(path: Path, precision: str | None, lookahead_ms: int | None, threads: int | None = None,
          device: str = "cpu") -> OnnxBackend:
     bundle = load_for(path, "onnx", precision)
     return OnnxBackend(bundle, bundle.select(lookahead_ms), threads, execution_providers(device))

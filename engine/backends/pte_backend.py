@@ -23,7 +23,7 @@ from ouvir.engine.backends.bundled import BundledBackend, load_for
 from ouvir.engine.bundle import Bundle, BundleError, Graph, Lookahead
 
 
-def open(path: Path, precision: str, lookahead_ms: int | None, threads: int | None = None,
+def open(path: Path, precision: str | None, lookahead_ms: int | None, threads: int | None = None,
          device: str = "cpu") -> PteBackend:
     del device  # always "cpu": open_backend refuses the others (CPU_ONLY)
     bundle = load_for(path, "pte", precision)

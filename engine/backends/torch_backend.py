@@ -20,11 +20,11 @@ from ouvir.models.state import EncoderState as TorchEncoderState
 from ouvir.models.state import state_spec
 
 
-def open(path: Path, precision: str, lookahead_ms: int | None, threads: int | None = None,
+def open(path: Path, precision: str | None, lookahead_ms: int | None, threads: int | None = None,
          device: str = "cpu") -> TorchBackend:
     if device == "cuda" and not torch.cuda.is_available():
         raise RuntimeError(f"device cuda: torch {torch.__version__} sees no CUDA device")
-    if precision != "fp32":
+    if precision not in (None, "fp32"):
         raise ValueError(f"the torch backend runs fp32 only, not {precision}: export an int8 bundle (onnx / pte)")
     if path.suffix == ".nemo":
         from ouvir.models.nemo import load_nemo

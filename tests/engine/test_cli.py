@@ -86,7 +86,7 @@ def test_partials_are_rewritten_in_place_on_a_terminal_only():
               Final("the quick", 0, 0.0, 1.0, ()),
               Partial("fox", 1, 1.0), Final("fox", 1, 1.0, 2.0, ())]
     tty, pipe = _Terminal(), io.StringIO()
-    show_tty, show_pipe = Printer(tty, as_json=False), Printer(pipe, as_json=False)
+    show_tty, show_pipe = Printer(tty), Printer(pipe)
     for event in events:
         show_tty(event)
         show_pipe(event)
@@ -136,3 +136,34 @@ def test_python_dash_m_runs_the_cli(nemo_dir):
     out = subprocess.run([sys.executable, "-m", "ouvir.engine.cli", "verify", str(nemo_dir)],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 1 and out.stdout.startswith(f"FAILED: bundle {nemo_dir}: manifest.json is missing")
+
+
+def test_a_bundle_runs_as_what_it_holds(capsys, monkeypatch):
+    """``ouvir transcribe --model <int8 bundle>`` needs no --precision / --backend (a bundle holds one of each);
+    asking for what it does not hold is refused by name. The default model's builds are chosen by either."""
+    from ouvir.engine.default_model import default_model, root, samples
+    from ouvir.engine.recognizer import Recognizer
+    from ouvir.models.train.evaluate import load_audio, streaming_texts
+
+    monkeypatch.delenv("OUVIR_MODEL", raising=False)
+    wav = samples()[0].path
+    for name, backend in (("onnx-int8", "onnx"), ("pte-int8", "pte")):
+        bundle = root() / name
+        assert main(["transcribe", "--model", str(bundle), str(wav)]) == 0
+        explicit = Recognizer.open(bundle, backend, "int8")
+        assert capsys.readouterr().out == streaming_texts(explicit, [load_audio(str(wav))])[0] + "\n"
+        assert main(["transcribe", "--model", str(bundle), str(wav), "--precision", "fp32"]) == 1
+        assert "it holds int8 graphs, not fp32" in capsys.readouterr().err
+    assert default_model(None, None) == (root() / "onnx-fp32", "onnx")
+    assert default_model(None, "int8") == (root() / "onnx-int8", "onnx")
+    assert default_model("pte", None) == (root() / "pte-int8", "pte")
+    assert default_model("torch", None) == (root() / "model.ouvir", "torch")
+    assert main(["transcribe", str(wav), "--backend", "pte"]) == 0  # the default model's only .pte build
+    assert capsys.readouterr().out.strip()
+
+
+def test_version_is_the_package_version():
+    from importlib.metadata import version
+
+    out = subprocess.run([str(OUVIR), "--version"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout == f"ouvir {version('ouvir')}\n"
