@@ -130,9 +130,10 @@ def export_bundle(
 ) -> Path:
     """Export ``model_path`` (.nemo or ouvir checkpoint) as a bundle in ``out_dir``.
 
-    ``fmt`` "onnx" | "pte"; ``quantize`` "none" | "int8" with ``method`` "dynamic" | "static" (static needs
-    ``calibration`` audio; every int8 export needs it for its accuracy report, and ``references``, one
-    transcript per calibration file, add WER). ``lookaheads``: None = all of the model's, else look-ahead
+    ``fmt`` "onnx" | "pte"; ``quantize`` "none" | "int8" with ``method`` "dynamic" | "static". Static needs
+    ``calibration`` audio for its scales; the accuracy report is measured on it, or, for dynamic int8 without
+    it, on the samples shipped with ouvir (shipped_report_audio). ``references``, one transcript per
+    calibration file, add WER. ``lookaheads``: None = all of the model's, else look-ahead
     ms / "70_13" / (70, 13). Returns the bundle directory.
     """
     if fmt not in FORMATS:
@@ -141,9 +142,9 @@ def export_bundle(
         raise ValueError(f"quantize {quantize!r} is not one of {QUANTIZE}")
     if method not in METHODS:
         raise ValueError(f"int8 method {method!r} is not one of {METHODS}")
-    if quantize == "int8" and not calibration:
-        raise ValueError("int8 export needs calibration audio (--calibration): static scales and the accuracy "
-                         "report are measured on it")
+    shipped = quantize == "int8" and not calibration
+    if shipped:
+        calibration, references = shipped_report_audio(method, references)
     out = Path(out_dir)
     check_target(out, force)
     started = time.perf_counter()
@@ -153,7 +154,7 @@ def export_bundle(
     if quantize == "int8":
         from ouvir.export.quantize import Int8Quantizer
 
-        quantizer = Int8Quantizer(loaded, contexts, [Path(p) for p in calibration], fmt, method, progress)
+        quantizer = Int8Quantizer(loaded, contexts, [Path(p) for p in calibration], fmt, method, progress, shipped)
     staged = staging_dir(out)
     try:
         _write(loaded, Path(model_path), staged, fmt, contexts, quantizer, references, progress, started)
@@ -161,6 +162,25 @@ def export_bundle(
         shutil.rmtree(staged, ignore_errors=True)
         raise
     return publish(staged, out, force)
+
+
+def shipped_report_audio(method: str, references: Sequence[str] | None) -> tuple[list[Path], list[str]]:
+    """Dynamic int8 without calibration audio: its accuracy report runs on the default model's samples, which
+    ship with ouvir, against their transcripts. Static int8 needs audio of the model's own domain for its
+    scales, and references go with the calibration files they transcribe."""
+    from ouvir.engine.default_model import samples
+
+    if method == "static":
+        raise ValueError("static int8 export needs calibration audio (--calibration): its activation scales are "
+                         "measured on it (dynamic int8, the default, needs none)")
+    if references is not None:
+        raise ValueError("references transcribe the --calibration files: give both, or neither")
+    try:
+        shipped = samples()
+    except FileNotFoundError as e:
+        raise ValueError(f"dynamic int8 without --calibration reports its accuracy on ouvir's shipped samples: {e}; "
+                         "pass --calibration AUDIO") from e
+    return [s.path for s in shipped], [s.text for s in shipped]
 
 
 def _write(loaded: LoadedModel, model_path: Path, out: Path, fmt: str, contexts: list[tuple[int, int]],

@@ -23,11 +23,13 @@ def add_export_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("-o", "--out", type=Path, required=True, help="bundle directory to write")
     p.add_argument("--format", choices=FORMATS, default="onnx", help="onnx (ONNX Runtime, sherpa-onnx) or pte "
                    "(ExecuTorch, XNNPACK)")
-    p.add_argument("--quantize", choices=QUANTIZE, default="none", help="int8 needs --calibration audio")
+    p.add_argument("--quantize", choices=QUANTIZE, default="none",
+                   help="int8: weights per channel; its accuracy against fp32 goes to quantization_report.json")
     p.add_argument("--method", choices=METHODS, default="dynamic",
                    help="int8: dynamic activation scales, or static ones calibrated on --calibration")
     p.add_argument("--calibration", type=Path, nargs="+", metavar="AUDIO",
-                   help="audio files for static scales and the int8 accuracy report")
+                   help="audio files for static scales and the int8 accuracy report (static needs them; without "
+                        "them dynamic int8 reports on the samples shipped with ouvir)")
     p.add_argument("--references", type=Path, metavar="TXT",
                    help="one reference transcript per line, in --calibration order: adds WER to the report")
     p.add_argument("--lookahead", type=_lookahead, nargs="+", metavar="MS|L_R",

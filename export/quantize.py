@@ -163,9 +163,12 @@ def _outside_rel_pos(node: torch.fx.Node) -> bool:
 
 class Int8Quantizer:
     def __init__(self, loaded: LoadedModel, contexts: list[tuple[int, int]], calibration: list[Path], fmt: str,
-                 method: str, progress: bool = True) -> None:
+                 method: str, progress: bool = True, shipped: bool = False) -> None:
+        """``calibration``: the audio of static scales and of the accuracy report; ``shipped``: it is ouvir's
+        shipped samples, standing in for calibration audio the user did not give (dynamic int8 only)."""
         self.loaded, self.contexts, self.fmt, self.method = loaded, contexts, fmt, method
         self.calibration = calibration
+        self.shipped = shipped
         self.audio = [read_audio(p) for p in calibration]
         self.specs = {s.name: s for s in graph_specs(loaded.model, contexts)}
         self.kept_float: dict[str, dict[str, str]] = {}  # graph -> node -> why it stays float
@@ -248,8 +251,14 @@ class Int8Quantizer:
     def describe(self) -> dict[str, Any]:
         tool = "onnxruntime.quantization" if self.fmt == "onnx" else "torchao PT2E + XNNPACKQuantizer"
         return {"scheme": "int8", "method": self.method, "tool": tool, "per_channel": True,
-                "weights": "int8 symmetric", "calibration": [p.name for p in self.calibration],
-                "kept_float": {k: v for k, v in self.kept_float.items() if v}}
+                "weights": "int8 symmetric", "calibration": [] if self.shipped else [p.name for p in self.calibration],
+                "report_audio": self.report_audio(), "kept_float": {k: v for k, v in self.kept_float.items() if v}}
+
+    def report_audio(self) -> dict[str, Any]:
+        """What the accuracy report was measured on, and where that audio came from."""
+        source = ("ouvir's shipped samples (the default model's held-out synthetic speech, ouvir/default_model/"
+                  "samples): no --calibration audio was given" if self.shipped else "--calibration")
+        return {"files": [p.name for p in self.calibration], "source": source}
 
     def report(self, bundle: Path, references: Sequence[str] | None) -> str:
         """Per look-ahead and decoder: encoder error vs fp32 over the chained steps, greedy token agreement,
@@ -262,7 +271,8 @@ class Int8Quantizer:
         stored = sum(f["bytes"] for name, f in manifest["files"].items() if name.endswith((".onnx", ".bin", ".pte")))
         params = sum(p.numel() for p in self.loaded.model.parameters())
         out: dict[str, Any] = {
-            "calibration": [p.name for p in self.calibration],
+            "calibration": [] if self.shipped else [p.name for p in self.calibration],
+            "report_audio": self.report_audio(),
             "size": {"parameters": params, "parameters_fp32_bytes": 4 * params, "graph_and_weight_bytes": stored},
             "lookaheads": {},
         }

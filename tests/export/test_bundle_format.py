@@ -107,9 +107,11 @@ def test_sherpa_tokens_end_with_the_blank():
     assert sherpa_tokens(("<unk>", "▁the", "s")) == "<unk> 0\n▁the 1\ns 2\n<blk> 3\n"
 
 
-def test_int8_needs_calibration_audio(nemo_dir, tmp_path):
-    with pytest.raises(ValueError, match="int8 export needs calibration audio"):
-        export_bundle(nemo_dir / "ctc_conformer.nemo", tmp_path / "b", "onnx", "int8")
+def test_static_int8_needs_calibration_audio(nemo_dir, tmp_path):
+    with pytest.raises(ValueError, match="static int8 export needs calibration audio"):
+        export_bundle(nemo_dir / "ctc_conformer.nemo", tmp_path / "b", "onnx", "int8", method="static")
+    with pytest.raises(ValueError, match="references transcribe the --calibration files"):
+        export_bundle(nemo_dir / "ctc_conformer.nemo", tmp_path / "b", "onnx", "int8", references=["a b"])
     assert not (tmp_path / "b").exists()
 
 
@@ -123,8 +125,8 @@ def test_lookaheads_are_chosen_by_ms_or_context(nemo_dir):
 
 def test_export_cli_reports_bad_requests_with_exit_2(nemo_dir, tmp_path, capsys):
     model = str(nemo_dir / "hybrid_multi.nemo")
-    assert export_main([model, "-o", str(tmp_path / "b"), "--quantize", "int8"]) == 2
-    assert "int8 export needs calibration audio" in capsys.readouterr().err
+    assert export_main([model, "-o", str(tmp_path / "b"), "--quantize", "int8", "--method", "static"]) == 2
+    assert "static int8 export needs calibration audio" in capsys.readouterr().err
     (tmp_path / "notes").mkdir()
     (tmp_path / "notes" / "a.txt").write_text("x")
     assert export_main([model, "-o", str(tmp_path / "notes"), "--force"]) == 2

@@ -121,3 +121,28 @@ def test_onnx_pointwise_convs_become_matmuls_with_the_same_output():
     assert {t.name for t in model.graph.initializer} == {"b1", "dw", "pw1_as_matmul", "pw2_as_matmul"}
     np.testing.assert_allclose(run(model), expected, rtol=0, atol=1e-5)
 
+
+
+def test_dynamic_int8_without_calibration_reports_on_the_shipped_samples(nemo_dir, tmp_path, capsys):
+    """``ouvir export m.nemo -o b --format onnx --quantize int8``: dynamic int8 needs no scales, so no audio; its
+    accuracy report runs on the default model's samples (shipped with ouvir) against their transcripts and says
+    so. The bundle then transcribes without --precision / --backend."""
+    from ouvir.engine.cli import main
+    from ouvir.engine.default_model import samples
+
+    out = tmp_path / "int8"
+    assert main(["export", str(nemo_dir / "ctc_conformer.nemo"), "-o", str(out), "--format", "onnx",
+                 "--quantize", "int8", "--quiet"]) == 0
+    bundle = load_bundle(out)
+    q = bundle.manifest["quantization"]
+    names = [s.path.name for s in samples()]
+    assert (bundle.precision, q["method"], q["calibration"]) == ("int8", "dynamic", [])
+    report = json.loads((out / q["report"]).read_text())
+    assert report["report_audio"] == q["report_audio"]
+    assert report["report_audio"]["files"] == names and "shipped samples" in report["report_audio"]["source"]
+    (entry,) = report["lookaheads"]["64_7"].values()
+    assert len(entry["texts"]) == len(names) and entry["tokens_fp32"] > 0 and entry["token_agreement"] > 0.9
+    assert entry["wer_fp32"] >= 0 and entry["wer_change"] == entry["wer_int8"] - entry["wer_fp32"]
+    capsys.readouterr()
+    assert main(["transcribe", "--model", str(out), str(nemo_dir / "test_audio.wav")]) == 0
+    assert len(capsys.readouterr().out.split()) >= 8  # the fixture says a sentence
