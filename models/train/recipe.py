@@ -31,7 +31,7 @@ CONTEXTS = ((70, 6), (70, 13), (70, 1), (70, 0))
 
 
 def small_model_config(vocabulary: tuple[str, ...], d_model: int = 128, n_layers: int = 6, freq_masks: int = 0,
-                       time_masks: int = 0) -> ModelConfig:
+                       time_masks: int = 0, dropout: float = 0.1) -> ModelConfig:
     """The shipped small model's config for a tokenizer's pieces."""
     vocab = len(vocabulary)
     encoder = EncoderConfig(
@@ -39,7 +39,7 @@ def small_model_config(vocabulary: tuple[str, ...], d_model: int = 128, n_layers
         subsampling="dw_striding", subsampling_factor=8, subsampling_conv_channels=64, causal_downsampling=True,
         ff_expansion_factor=3, att_context_style="chunked_limited", att_context_probs=None, xscaling=True,
         untie_biases=True, pos_emb_max_len=1000, conv_kernel_size=9, conv_norm_type="layer_norm",
-        dropout=0.1, dropout_pre_encoder=0.1, dropout_emb=0.0, dropout_att=0.1,
+        dropout=dropout, dropout_pre_encoder=dropout, dropout_emb=0.0, dropout_att=dropout,
     )  # fmt: skip
     return ModelConfig(
         features=FeatureConfig(),
@@ -71,7 +71,8 @@ class Recipe:
     betas: tuple[float, float] = (0.9, 0.98)
     weight_decay: float = 1e-3
     grad_clip: float = 1.0
-    ctc_weight: float = 0.3
+    ctc_weight: float = 0.3  # 1.0: a CTC-only phase (no prediction net, joint or transducer loss)
+    dropout: float = 0.1  # encoder dropout (NeMo's 0.1); the prediction net and joint keep 0.2
     fastemit_lambda: float = 5e-3
     augment: bool = True  # on-the-fly waveform augmentation (OnlineAugment) besides SpecAugment
     seed: int = 0

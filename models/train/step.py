@@ -34,16 +34,22 @@ class Outputs(NamedTuple):
     encoded: torch.Tensor  # (B, D, T) encoder output
     lengths: torch.Tensor  # (B,) int64 valid encoder frames
     log_probs: torch.Tensor  # (B, T, V+1) CTC log-probs
-    logits: torch.Tensor  # (B, T, U+1, V+1) raw joint logits for every (frame, label prefix)
+    logits: torch.Tensor | None  # (B, T, U+1, V+1) raw joint logits for every (frame, label prefix); None: CTC only
 
 
-def forward(model: ASRModel, batch: Batch, context: tuple[int, int]) -> Outputs:
-    """Encoder at ``context`` -> CTC head, and the RNNT joint over the targets (teacher forcing)."""
+def forward(model: ASRModel, batch: Batch, context: tuple[int, int], rnnt: bool = True) -> Outputs:
+    """Encoder at ``context`` -> CTC head, and (``rnnt``) the RNNT joint over the targets (teacher forcing).
+
+    ``rnnt=False`` (a CTC-only phase) skips the prediction net and the (B, T, U+1, V+1) joint: on 2 CPU threads
+    the joint and the transducer loss are a third of a hybrid step.
+    """
     blank = model.config.blank_id
     device = batch.features.device
     with autocast(device):
         encoded, enc_len = model.encoder(batch.features, batch.lengths, context)  # (B, D, T)
         log_probs = model.ctc(encoded)  # (B, T, V+1)
+        if not rnnt:
+            return Outputs(encoded, enc_len, log_probs, None)
         batch_size = batch.targets.shape[0]
         sos = torch.full((batch_size, 1), blank, dtype=torch.int64, device=device)  # (B, 1)
         g, _ = model.predictor(torch.cat([sos, batch.targets], dim=1), model.predictor.initial_state(batch_size))
@@ -54,9 +60,16 @@ def forward(model: ASRModel, batch: Batch, context: tuple[int, int]) -> Outputs:
 
 
 def hybrid_loss(out: Outputs, batch: Batch, blank: int, ctc_weight: float, fastemit_lambda: float = 0.0) -> Losses:
-    """``(1 - ctc_weight) * RNNT + ctc_weight * CTC``, each the per-utterance NLL averaged over the batch."""
-    rnnt = rnnt_loss(out.logits, batch.targets, out.lengths, batch.target_lengths, blank, fastemit_lambda).mean()
+    """``(1 - ctc_weight) * RNNT + ctc_weight * CTC``, each the per-utterance NLL averaged over the batch.
+
+    Outputs without joint logits (``forward(..., rnnt=False)``) need ``ctc_weight`` 1; their RNNT loss reads 0.
+    """
     ctc = ctc_loss(out.log_probs, batch.targets, out.lengths, batch.target_lengths, blank).mean()
+    if out.logits is None:
+        if ctc_weight != 1.0:
+            raise ValueError(f"no RNNT joint outputs for a loss with ctc_weight {ctc_weight}")
+        return Losses(ctc, ctc.new_zeros(()), ctc)
+    rnnt = rnnt_loss(out.logits, batch.targets, out.lengths, batch.target_lengths, blank, fastemit_lambda).mean()
     return Losses((1.0 - ctc_weight) * rnnt + ctc_weight * ctc, rnnt, ctc)
 
 
@@ -71,7 +84,11 @@ class Evaluation(NamedTuple):
 @torch.no_grad()
 def evaluate(model: ASRModel, batches: Iterable[Batch], tokenizer: Tokenizer, device: torch.device,
              ctc_weight: float, n_examples: int = 3) -> Evaluation:
-    """Offline encoder at the default look-ahead (= streaming output), batched greedy decoding on CPU."""
+    """Offline encoder at the default look-ahead (= streaming output), batched greedy decoding on CPU.
+
+    With ``ctc_weight`` 1 (a CTC-only phase) the untrained RNNT head is neither run nor scored: its WER reads 1.
+    """
+    rnnt = ctc_weight < 1.0
     was_training = model.training
     model.eval()
     context = model.config.encoder.default_context
@@ -85,15 +102,18 @@ def evaluate(model: ASRModel, batches: Iterable[Batch], tokenizer: Tokenizer, de
     examples: list[tuple[str, str, str]] = []
     for batch in batches:
         batch = batch.to(device)
-        out = forward(model, batch, context)
+        out = forward(model, batch, context, rnnt)
         loss_sum += float(hybrid_loss(out, batch, model.config.blank_id, ctc_weight).total)
         loss_batches += 1
         encoded, enc_len, log_probs = out.encoded.float().cpu(), out.lengths.cpu(), out.log_probs.float().cpu()
         size = encoded.shape[0]
         ctc_hyp, _ = ctc_greedy(log_probs, enc_len, ctc_initial_state(size, model.config.blank_id))
-        rnnt_hyp, _ = rnnt_greedy(predictor, joint, encoded, enc_len, rnnt_initial_state(predictor, joint, size),
-                                  max_symbols)
-        for ref, r_tok, c_tok in zip(batch.texts, rnnt_hyp.tokens, ctc_hyp.tokens, strict=True):
+        if rnnt:
+            rnnt_tokens = rnnt_greedy(predictor, joint, encoded, enc_len, rnnt_initial_state(predictor, joint, size),
+                                      max_symbols)[0].tokens
+        else:
+            rnnt_tokens = [[] for _ in range(size)]
+        for ref, r_tok, c_tok in zip(batch.texts, rnnt_tokens, ctc_hyp.tokens, strict=True):
             r_text, c_text = tokenizer.decode(r_tok), tokenizer.decode(c_tok)
             e_r, n = word_errors(ref, r_text)
             e_c, _ = word_errors(ref, c_text)

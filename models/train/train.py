@@ -176,7 +176,7 @@ def train(recipe: Recipe, opts: RunOptions, resume: bool = False) -> Progress:
     (out / "tokenizer.model").write_bytes(tokenizer_model)
     tokenizer = Tokenizer(tokenizer_model)
     cfg = ModelConfig.from_dict(state["config"]) if state else small_model_config(
-        tokenizer.pieces, recipe.d_model, recipe.n_layers, recipe.freq_masks, recipe.time_masks)
+        tokenizer.pieces, recipe.d_model, recipe.n_layers, recipe.freq_masks, recipe.time_masks, recipe.dropout)
 
     torch.manual_seed(recipe.seed)
     model = ASRModel(cfg).to(device)
@@ -194,6 +194,7 @@ def train(recipe: Recipe, opts: RunOptions, resume: bool = False) -> Progress:
         progress = Progress(**state["progress"])
     del state
     specaug = SpecAugmentConfig.from_dict(cfg.spec_augment)
+    train_rnnt = recipe.ctc_weight < 1.0
     train_set = SpeechDataset(train_utts, cfg.features, tokenizer_model,
                               OnlineAugment() if recipe.augment else None, dither=True)
     val_set = SpeechDataset(val_utts, cfg.features, tokenizer_model)
@@ -217,7 +218,7 @@ def train(recipe: Recipe, opts: RunOptions, resume: bool = False) -> Progress:
         for ref, hyp, _ in ev.examples:
             tqdm.write(f"  ref: {ref!r}\n  hyp: {hyp!r}")
         progress.validated_step = progress.step
-        _keep_best(out, progress, ev.wer_rnnt, model, tokenizer_model, opts.keep_best)
+        _keep_best(out, progress, ev.wer_rnnt if train_rnnt else ev.wer_ctc, model, tokenizer_model, opts.keep_best)
 
     def save() -> None:
         progress.train_seconds = earlier_seconds + time.monotonic() - started
@@ -246,7 +247,7 @@ def train(recipe: Recipe, opts: RunOptions, resume: bool = False) -> Progress:
             batch = batch.to(device)
             if specaug.active:
                 batch = batch._replace(features=spec_augment(batch.features, batch.lengths, specaug))
-            losses = hybrid_loss(forward(model, batch, context), batch, cfg.blank_id, recipe.ctc_weight,
+            losses = hybrid_loss(forward(model, batch, context, train_rnnt), batch, cfg.blank_id, recipe.ctc_weight,
                                  recipe.fastemit_lambda)
             optimizer.zero_grad(set_to_none=True)
             losses.total.backward()
@@ -330,6 +331,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--vocab-size", type=int, default=defaults.vocab_size)
     p.add_argument("--layers", type=int, default=defaults.n_layers)
     p.add_argument("--d-model", type=int, default=defaults.d_model)
+    p.add_argument("--ctc-weight", type=float, default=defaults.ctc_weight,
+                   help="loss = (1 - w) RNNT + w CTC; 1.0 trains the encoder and CTC head alone (fastest)")
+    p.add_argument("--dropout", type=float, default=defaults.dropout, help="encoder dropout")
     p.add_argument("--no-augment", action="store_true", help="no on-the-fly waveform augmentation")
     p.add_argument("--init-from", default="", help="start from this ouvir checkpoint's weights and tokenizer")
     p.add_argument("--freq-masks", type=int, default=defaults.freq_masks, help="SpecAugment frequency masks")
@@ -342,7 +346,8 @@ def main(argv: list[str] | None = None) -> None:
     a = p.parse_args(argv)
     recipe = Recipe(vocab_size=a.vocab_size, d_model=a.d_model, n_layers=a.layers, batch_seconds=a.batch_seconds,
                     peak_lr=a.peak_lr, warmup_steps=a.warmup_steps, augment=not a.no_augment, seed=a.seed,
-                    freq_masks=a.freq_masks, time_masks=a.time_masks, init_from=a.init_from)
+                    freq_masks=a.freq_masks, time_masks=a.time_masks, init_from=a.init_from,
+                    ctc_weight=a.ctc_weight, dropout=a.dropout)
     opts = RunOptions(data=a.data, out=a.out, device=a.device, workers=a.workers, threads=a.threads,
                       max_minutes=a.max_minutes, max_steps=a.max_steps, log_every=a.log_every,
                       val_every=a.val_every, save_every=a.save_every, keep_best=a.keep_best,

@@ -56,6 +56,28 @@ def test_one_optimizer_step_lowers_the_hybrid_loss() -> None:
     assert after.rnnt.item() < before.rnnt.item() and after.ctc.item() < before.ctc.item()
 
 
+def test_ctc_only_phase_skips_the_joint_and_lowers_the_ctc_loss() -> None:
+    torch.manual_seed(0)
+    cfg = tiny_config()
+    model = ASRModel(cfg)
+    gen = torch.Generator().manual_seed(1)
+    batch = Batch(torch.randn(2, 80, 161, generator=gen), torch.tensor([160, 100]),
+                  torch.randint(0, 8, (2, 4), generator=gen), torch.tensor([4, 2]), ["", ""])
+    out = forward(model, batch, (70, 6), rnnt=False)
+    assert out.logits is None
+    with pytest.raises(ValueError, match=r"ctc_weight 0\.3"):
+        hybrid_loss(out, batch, cfg.blank_id, ctc_weight=0.3)
+    before = hybrid_loss(out, batch, cfg.blank_id, ctc_weight=1.0)
+    full = hybrid_loss(forward(model, batch, (70, 6)), batch, cfg.blank_id, ctc_weight=1.0)
+    assert before.rnnt.item() == 0.0 and before.total.item() == pytest.approx(full.ctc.item(), rel=1e-6)
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    before.total.backward()
+    assert all(p.grad is None for p in model.joint.parameters())  # the joint is not part of this loss
+    opt.step()
+    after = hybrid_loss(forward(model, batch, (70, 6), rnnt=False), batch, cfg.blank_id, ctc_weight=1.0)
+    assert after.total.item() < before.total.item() - 0.05
+
+
 def test_noam_schedule_warms_up_then_decays() -> None:
     r = Recipe(peak_lr=1e-3, warmup_steps=100, min_lr=1e-5)
     assert noam_factor(1, r) == pytest.approx(0.01)
