@@ -19,8 +19,8 @@ this module's constants, ``recipe_path`` and ``context_for`` without it, and onl
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -34,17 +34,10 @@ LEFT_CONTEXT = 70
 FRAME_MS = 80  # 8x subsampling of 10 ms features
 
 
-def fixtures_dir() -> Path:
-    """The NeMo fixtures of an ouvir checkout ($OUVIR_NEMO_FIXTURES overrides)."""
-    return Path(os.environ.get("OUVIR_NEMO_FIXTURES", Path(__file__).resolve().parents[1] / "tests/fixtures/nemo"))
-
-
 def recipe_path() -> Path:
-    """The recipe from the NeMo fixtures."""
-    path = fixtures_dir() / "conf" / RECIPE
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing: --config large needs an ouvir checkout (or $OUVIR_NEMO_FIXTURES)")
-    return path
+    """The recipe, shipped with ouvir (``ouvir/models/recipes/``): NeMo's example config from NVIDIA/NeMo at
+    commit 8cfedd7 (Apache-2.0), the one the hybrid fixture was built from."""
+    return Path(str(files("ouvir.models") / "recipes" / RECIPE))
 
 
 def context_for(lookahead_ms: int) -> tuple[int, int]:

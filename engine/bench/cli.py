@@ -24,6 +24,7 @@ import sys
 import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, replace
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +65,8 @@ def add_bench_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     p.add_argument("--device", choices=DEVICES, default="cpu",
                    help="cuda: the torch backend on the GPU, onnx through ONNX Runtime's CUDA provider "
                         "(onnxruntime-gpu); pte and sherpa-onnx runs stay CPU-only and are skipped")
-    p.add_argument("--audio", type=Path, default=None, help="speech file, looped (default: the fixtures' test audio)")
+    p.add_argument("--audio", type=Path, default=None,
+                   help="speech file, looped (default: 8 s of speech shipped with ouvir)")
     p.add_argument("--seconds", type=float, default=60.0, help="audio streamed per measured run")
     p.add_argument("--warmup-s", type=float, default=5.0, help="audio streamed through a discarded stream first")
     p.add_argument("--against", choices=("sherpa-onnx",), default=None,
@@ -81,13 +83,9 @@ def add_bench_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
 
 
 def default_audio() -> Path:
-    from ouvir.models.large import fixtures_dir
-
-    path = fixtures_dir() / "test_audio.wav"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing: without --audio FILE the bench streams the NeMo fixtures' speech, "
-                                "which needs an ouvir checkout (or $OUVIR_NEMO_FIXTURES)")
-    return path
+    """8 s of speech shipped with ouvir (``ouvir/engine/bench/data/``, the NeMo fixtures' test audio): the
+    benchmark's input without --audio, and what --config large calibrates its blank bias on."""
+    return Path(str(files("ouvir.engine.bench") / "data" / "test_audio.wav"))
 
 
 def run_bench(args: argparse.Namespace) -> int:

@@ -89,11 +89,12 @@ def run_bench_host(args: argparse.Namespace) -> int:
     from ouvir.engine.bench.audio import read_audio
     from ouvir.engine.bench.cli import default_audio
     from ouvir.engine.bench.machine import machine_info
+    from ouvir.engine.bench.paths import portable_paths
 
     samples, _ = read_audio(args.audio or default_audio())  # (N,) float32 at 16 kHz
     pcm = np.clip(np.round(samples * 32768), -32768, 32767).astype(np.int16)
-    result = {"machine": machine_info(1), "audio": str(args.audio or default_audio()),
-              **measure_host(args.bundle, pcm, args.lookahead_ms)}
+    result = portable_paths({"machine": machine_info(1), "audio": str(args.audio or default_audio()),
+                             **measure_host(args.bundle, pcm, args.lookahead_ms)})
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "host.json").write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps(result, indent=1))

@@ -7,6 +7,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from ouvir.engine.bench.paths import portable_paths
+
 MB = 1 << 20
 
 
@@ -39,7 +41,8 @@ def build_report(
     command: list[str], machine: dict[str, Any], model: dict[str, Any], audio: dict[str, Any],
     runs: list[dict[str, Any]], skipped: list[str], failed: list[str],
 ) -> dict[str, Any]:
-    return {
+    """The report document; its paths are recorded relative to the project or as file names (paths.py)."""
+    return portable_paths({
         "format": "ouvir-bench",
         "version": 1,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -51,7 +54,7 @@ def build_report(
         "comparisons": comparisons(runs),
         "skipped": skipped,  # configurations that cannot run (torch int8, another bundle's backend)
         "failed": failed,  # exports or runs that broke
-    }
+    })
 
 
 def write_json(report: dict[str, Any], path: Path) -> None:

@@ -4,6 +4,12 @@ clock (every latency is known exactly), and the report files."""
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
+import sys
+from importlib.resources import files
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,12 +19,14 @@ from ouvir.engine.bench.engines import OuvirEngine
 from ouvir.engine.bench.harness import Meters, run_stream, summarize
 from ouvir.engine.bench.machine import cpu_model
 from ouvir.engine.bench.models import Config, configurations
+from ouvir.engine.bench.paths import portable, portable_paths
 from ouvir.engine.bench.plots import write_plots
 from ouvir.engine.bench.report import build_report, comparisons, markdown, write_json
 from ouvir.engine.bench.stats import LatencySummary, latency_drift, long_window_s, rss_growth, rtf
 from ouvir.models.large import context_for, solve_decreasing
 from tests.engine.fakes import ScriptedBackend
 
+OUVIR = Path(sys.executable).with_name("ouvir")
 BLOCK = 16 * 160  # GEOMETRY_160MS: 16 new feature columns of 10 ms per chunk
 BLOCKS = 20
 
@@ -208,9 +216,59 @@ def test_device_cuda_reaches_the_backend_or_says_why(nemo_dir, tmp_path, capsys)
         assert code == 1 and "torch fp32 cuda: failed (RuntimeError: device cuda: torch" in capsys.readouterr().err
 
 
-def test_default_audio_outside_a_checkout_asks_for_audio(nemo_dir, tmp_path, monkeypatch, capsys):
-    from ouvir.engine.cli import main
+def test_paths_are_recorded_relative_to_the_project_or_by_name(tmp_path):
+    project = tmp_path / "project"
+    report = {"command": ["/usr/local/bin/ouvir", "bench", "--out", "/tmp/runs/large", "--audio", "a/b.wav"],
+              "audio": {"conversion": f"file {project}/tests/speech.wav: 16-bit PCM_16, 1 ch (mono)"},
+              "runs": [{"spec": {"model": "/root/.cache/ouvir/bench/ab12/onnx-int8-480", "threads": 2}}],
+              "rate": "3.5 tokens/s, 1/2 of https://example.org/x"}
+    assert portable_paths(report, project) == {
+        "command": ["ouvir", "bench", "--out", "large", "--audio", "a/b.wav"],
+        "audio": {"conversion": "file tests/speech.wav: 16-bit PCM_16, 1 ch (mono)"},
+        "runs": [{"spec": {"model": "onnx-int8-480", "threads": 2}}],
+        "rate": "3.5 tokens/s, 1/2 of https://example.org/x"}
+    shipped = Path(str(files("ouvir.engine.bench"))) / "data" / "test_audio.wav"
+    assert portable(shipped, tmp_path) == "ouvir/engine/bench/data/test_audio.wav"
 
-    monkeypatch.setenv("OUVIR_NEMO_FIXTURES", str(tmp_path))
-    assert main(["bench", "--model", str(nemo_dir / "hybrid_multi.nemo"), "--out", str(tmp_path)]) != 0
-    assert "without --audio FILE the bench streams the NeMo fixtures' speech" in capsys.readouterr().err
+
+def test_bench_runs_outside_a_checkout_on_shipped_speech(nemo_dir, tmp_path):
+    """Without --audio, from a directory that is not a checkout: the bench streams speech shipped in the package
+    (CI installs it non-editable, so a file missing from the package data fails here), and --config large
+    reads the recipe shipped there. The report holds no absolute path."""
+    import yaml
+
+    from ouvir.engine.bench.cli import default_audio
+    from ouvir.models.large import RECIPE, large_config, recipe_path
+
+    repo_tests = Path(__file__).resolve().parents[1]
+    for shipped in (default_audio(), recipe_path()):
+        assert shipped.is_file() and repo_tests not in shipped.parents
+    assert default_audio().read_bytes() == (nemo_dir / "test_audio.wav").read_bytes()
+    assert yaml.safe_load(recipe_path().read_text()) == yaml.safe_load((nemo_dir / "conf" / RECIPE).read_text())
+    cfg = large_config([(70, 6), (70, 1)], tuple(f"p{i}" for i in range(1024)))
+    assert (cfg.encoder.n_layers, cfg.encoder.d_model, cfg.encoder.att_context_size) == (17, 512, ((70, 6), (70, 1)))
+
+    model = tmp_path / "m.nemo"
+    shutil.copy(nemo_dir / "hybrid_multi.nemo", model)
+    env = {k: v for k, v in os.environ.items() if k != "OUVIR_NEMO_FIXTURES"} | {"OMP_NUM_THREADS": "1"}
+    out = subprocess.run([str(OUVIR), "bench", "--model", str(model), "--seconds", "1", "--warmup-s", "0",
+                          "--threads", "1", "--lookahead-ms", "80", "--out", str(tmp_path / "report")],
+                         capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env)
+    assert out.returncode == 0, out.stderr
+    text = (tmp_path / "report" / "bench.json").read_text()
+    report = json.loads(text)
+    assert report["audio"]["file"] == "ouvir/engine/bench/data/test_audio.wav" and report["audio"]["file_s"] == 8.0
+    assert report["command"][:4] == ["ouvir", "bench", "--model", "m.nemo"] and report["model"]["name"] == "m.nemo"
+    assert report["runs"][0]["summary"]["audio_s"] == 1.0
+    assert str(tmp_path) not in text and str(Path.home()) not in text
+
+
+def test_committed_reports_hold_no_absolute_paths():
+    """The reports under bench/ record paths relative to the project or by name. bench/default_model/ is left
+    out: its reports are rewritten with the default model's retraining (models/train/evaluate.py writes most)."""
+    bench = Path(__file__).resolve().parents[2] / "bench"
+    reports = [p for p in bench.rglob("*") if p.suffix in (".json", ".md") and "default_model" not in p.parts]
+    assert len(reports) >= 10
+    for path in reports:
+        text = path.read_text()
+        assert portable_paths(text, Path("/nonexistent")) == text, path
