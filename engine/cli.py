@@ -8,6 +8,7 @@
     ouvir listen [model options] [--input-backend sounddevice|pyaudio] [--device D] [--save-audio FILE]
     ouvir devices [--input-backend sounddevice|pyaudio]
     ouvir verify BUNDLE
+    ouvir models list | pull NAME [--format onnx|pte] [--quantize int8]   (then --model NAME; engine/hub.py)
     ouvir completion bash|zsh               (source <(ouvir completion bash))
     ouvir --version
 
@@ -43,6 +44,7 @@ from ouvir.engine.default_model import default_model
 from ouvir.engine.errors import EngineError
 from ouvir.engine.events import Event, Final, Overload, Partial, event_to_dict
 from ouvir.engine.loop import LoopConfig, PacedSource, RealtimeLoop
+from ouvir.engine.models_cli import add_models_parser
 from ouvir.engine.recognizer import Recognizer
 from ouvir.engine.subtitles import SUBTITLE_FORMATS, SubtitleWriter
 from ouvir.export.cli import add_export_parser
@@ -216,8 +218,8 @@ def completion(args: argparse.Namespace) -> int:
 
 def _model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", type=Path, default=os.environ.get(MODEL_ENV),
-                   help=f"a .nemo / ouvir checkpoint (torch) or a bundle directory (default ${MODEL_ENV}, else the "
-                        "shipped default model)")
+                   help=f"a .nemo / ouvir checkpoint (torch), a bundle directory or a pulled model's name (ouvir "
+                        f"models list) (default ${MODEL_ENV}, else the shipped default model)")
     p.add_argument("--backend", choices=sorted(BACKENDS), default=None,
                    help="default: torch for a checkpoint file, the bundle's own for a directory")
     p.add_argument("--precision", choices=PRECISIONS, default=None,
@@ -270,6 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=devices)
     add_export_parser(sub)
     add_verify_parser(sub)
+    add_models_parser(sub)
     add_bench_parser(sub)
     add_bench_host_parser(sub)
     p = sub.add_parser("completion", help="print a shell completion script: source <(ouvir completion bash)")

@@ -3,7 +3,9 @@
 Each backend module exposes ``open(model_path, precision, lookahead_ms, threads, device) -> Backend`` (base.py):
 
 * ``torch``: a NeMo ``.nemo`` or an ouvir checkpoint file, run eagerly by ouvir.models (needs torch);
-* ``onnx`` / ``pte``: a bundle directory (engine/bundle.py) run by onnxruntime / ExecuTorch.
+* ``onnx`` / ``pte``: a bundle directory (engine/bundle.py) run by onnxruntime / ExecuTorch;
+* a published model's name (engine/hub.py) that ``ouvir models pull`` fetched: its build for ``backend`` /
+  ``precision``.
 
 ``precision`` None runs what the model holds: a bundle's own precision (a bundle holds one), fp32 for a
 checkpoint; a given one must match it. ``lookahead_ms`` selects one of the model's attention contexts (None = its
@@ -40,8 +42,10 @@ def open_backend(
     """Open ``model_path`` with ``backend`` (None: torch for a checkpoint file, the bundle's own for a dir) in
     ``precision`` (None: the bundle's own, fp32 for a checkpoint)."""
     path = Path(model_path)
-    if not path.exists():
-        raise FileNotFoundError(f"model {path} does not exist")
+    if not path.exists():  # a published model's name (ouvir models pull NAME): its pulled build
+        from ouvir.engine.hub import pulled_model
+
+        path, backend = pulled_model(str(model_path), backend, precision)
     if precision is not None and precision not in PRECISIONS:
         raise ValueError(f"precision {precision!r} is not one of {PRECISIONS}")
     if device not in DEVICES:
