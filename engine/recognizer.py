@@ -11,7 +11,8 @@ caches, decoder state and the open segment.
     stream.input_finished()
     for event in rec.decode(stream): ...      # the rest, and the last Final
 
-Segments end at endpoints (engine/endpoint.py) or with ``reset``; the last one ends when the input does.
+Segments end at endpoints (engine/endpoint.py), where the model emits an end-of-utterance token (``<EOU>`` /
+``<EOB>``, engine/tokens.py: never text), or with ``reset``; the last one ends when the input does.
 Encoder caches and decoder state run on across segments: the audio is one continuous signal.
 """
 
@@ -168,14 +169,18 @@ class Recognizer:
 
     def reset(self, stream: Stream) -> Final | None:
         """End the open segment here and start the next one; returns its Final (None if it had no tokens)."""
+        return self._end_segment(stream, stream.frames)
+
+    def _end_segment(self, stream: Stream, frame: int) -> Final | None:
+        """End the open segment before encoder frame ``frame`` (the next one starts there)."""
         final = None
         if stream.tokens:
-            end_s = stream.frames * self.info.frame_s
+            end_s = frame * self.info.frame_s
             if stream.ended:  # the last frame may reach past the audio
                 end_s = min(end_s, stream.received_s)
             final = Final(stream.text, stream.segment, self._segment_start_s(stream), end_s, tuple(stream.tokens))
             stream.segment += 1
-        stream.segment_start_frame = stream.frames
+        stream.segment_start_frame = frame
         stream.tokens = []
         stream.text = ""
         return final
@@ -192,15 +197,24 @@ class Recognizer:
             emitted, stream.decoder_state = ctc_greedy_step(log_probs, stream.decoder_state, blank)
         frame_s = self.info.frame_s
         pieces = self.detokenizer.pieces
-        stream.tokens += [TokenTime(tok, pieces[tok], frame, frame * frame_s) for tok, frame in emitted]
-        text = self.detokenizer.text(t.id for t in stream.tokens)
-        if text != stream.text:
-            stream.text = text
-            yield Partial(text, stream.segment, self._segment_start_s(stream))
+        for tok, frame in emitted:
+            if tok in self.detokenizer.utterance_ends:  # the model's own endpoint (<EOU>): not text
+                yield from self._text_changed(stream)
+                if (final := self._end_segment(stream, frame + 1)) is not None:
+                    yield final
+            else:
+                stream.tokens.append(TokenTime(tok, pieces[tok], frame, frame * frame_s))
+        yield from self._text_changed(stream)
         if is_endpoint(self.endpoint, self._progress(stream)):
             final = self.reset(stream)
             if final is not None:
                 yield final
+
+    def _text_changed(self, stream: Stream) -> Iterator[Partial]:
+        text = self.detokenizer.text(t.id for t in stream.tokens)
+        if text != stream.text:
+            stream.text = text
+            yield Partial(text, stream.segment, self._segment_start_s(stream))
 
     def _progress(self, stream: Stream) -> SegmentProgress:
         frame_s = self.info.frame_s

@@ -3,9 +3,11 @@
 Matches ``SentencePieceProcessor.decode_ids`` for the pieces ASR models use: pieces are concatenated, the
 word-boundary mark '▁' becomes a space and the leading space of the first piece is removed; ``<unk>``
 renders as " ⁇ "; control pieces (``<s>``, ``</s>``, ``<pad>``) render as nothing; byte-fallback pieces
-(``<0xE2>``) are joined and decoded as UTF-8. Decoding a prefix of the tokens gives a prefix-consistent
-text, so a partial result never splits a word into garbled pieces; an incomplete UTF-8 sequence at the end
-of a partial is held back rather than shown as a replacement character.
+(``<0xE2>``) are joined and decoded as UTF-8. NeMo's end-of-utterance pieces (``<EOU>``, and ``<EOB>`` after a
+backchannel, as in parakeet_realtime_eou) render as nothing: they are endpoints (``utterance_ends``), not
+text. Decoding a prefix of the tokens gives a prefix-consistent text, so a partial result never splits a
+word into garbled pieces; an incomplete UTF-8 sequence at the end of a partial is held back rather than
+shown as a replacement character.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from collections.abc import Iterable
 WORD_BOUNDARY = "▁"
 UNK_SURFACE = " \u2047 "
 _CONTROL = frozenset({"<s>", "</s>", "<pad>"})
+UTTERANCE_END = frozenset({"<EOU>", "<EOB>"})  # NeMo asr_eou's EOU_STRING / EOB_STRING
 _BYTE = re.compile(r"<0x([0-9A-Fa-f]{2})>")
 
 
@@ -23,6 +26,7 @@ class Detokenizer:
     def __init__(self, vocabulary: Iterable[str]) -> None:
         self.pieces = tuple(vocabulary)
         self.blank_id = len(self.pieces)
+        self.utterance_ends = frozenset(i for i, p in enumerate(self.pieces) if p in UTTERANCE_END)  # token ids
 
     def piece(self, token: int) -> str:
         return self.pieces[token] if 0 <= token < self.blank_id else ""
@@ -40,7 +44,7 @@ class Detokenizer:
                 pending.clear()
             if piece == "<unk>":
                 out.append(UNK_SURFACE)
-            elif piece not in _CONTROL:
+            elif piece not in _CONTROL and piece not in UTTERANCE_END:
                 out.append(piece.replace(WORD_BOUNDARY, " "))
         if pending:
             out.append(pending.decode("utf-8", errors="ignore"))  # an unfinished character is held back
