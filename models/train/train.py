@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import signal
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -142,6 +143,9 @@ def train(recipe: Recipe, opts: RunOptions, resume: bool = False) -> Progress:
 
     torch.set_num_threads(opts.threads)
     _one_blas_thread()
+    # SIGTERM stops like Ctrl-C (validate, save, final checkpoint); a background job started by a non-interactive
+    # shell ignores SIGINT, so `kill PID` is how such a run is stopped cleanly.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     device = torch.device(opts.device)
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True  # TF32 matmuls: ~fp32 accuracy at tensor-core speed
