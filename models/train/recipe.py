@@ -72,6 +72,7 @@ class Recipe:
     weight_decay: float = 1e-3
     grad_clip: float = 1.0
     ctc_weight: float = 0.3  # 1.0: a CTC-only phase (no prediction net, joint or transducer loss)
+    freeze_encoder: bool = False  # train the prediction net and joint only (an RNNT head over a CTC-trained encoder)
     dropout: float = 0.1  # encoder dropout (NeMo's 0.1); the prediction net and joint keep 0.2
     fastemit_lambda: float = 5e-3
     augment: bool = True  # on-the-fly waveform augmentation (OnlineAugment) besides SpecAugment

@@ -37,17 +37,20 @@ class Outputs(NamedTuple):
     logits: torch.Tensor | None  # (B, T, U+1, V+1) raw joint logits for every (frame, label prefix); None: CTC only
 
 
-def forward(model: ASRModel, batch: Batch, context: tuple[int, int], rnnt: bool = True) -> Outputs:
+def forward(model: ASRModel, batch: Batch, context: tuple[int, int], rnnt: bool = True,
+            train_encoder: bool = True) -> Outputs:
     """Encoder at ``context`` -> CTC head, and (``rnnt``) the RNNT joint over the targets (teacher forcing).
 
-    ``rnnt=False`` (a CTC-only phase) skips the prediction net and the (B, T, U+1, V+1) joint: on 2 CPU threads
-    the joint and the transducer loss are a third of a hybrid step.
+    ``rnnt=False`` (a CTC-only phase) skips the prediction net and the (B, T, U+1, V+1) joint: on one CPU thread
+    they and the transducer loss are 30 % of a hybrid step. ``train_encoder=False`` (an RNNT-head phase over a
+    trained encoder) runs the encoder and CTC head without autograd, so only the prediction net and joint learn.
     """
     blank = model.config.blank_id
     device = batch.features.device
     with autocast(device):
-        encoded, enc_len = model.encoder(batch.features, batch.lengths, context)  # (B, D, T)
-        log_probs = model.ctc(encoded)  # (B, T, V+1)
+        with torch.set_grad_enabled(train_encoder and torch.is_grad_enabled()):
+            encoded, enc_len = model.encoder(batch.features, batch.lengths, context)  # (B, D, T)
+            log_probs = model.ctc(encoded)  # (B, T, V+1)
         if not rnnt:
             return Outputs(encoded, enc_len, log_probs, None)
         batch_size = batch.targets.shape[0]

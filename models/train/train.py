@@ -138,6 +138,12 @@ def _one_blas_thread() -> None:
     threadpool_limits(1, user_api="blas")
 
 
+def _train_mode(model: ASRModel, recipe: Recipe) -> None:
+    model.train()
+    if recipe.freeze_encoder:
+        model.encoder.eval()  # no dropout in a frozen encoder
+
+
 def train(recipe: Recipe, opts: RunOptions, resume: bool = False) -> Progress:
     from tqdm import tqdm
 
@@ -187,8 +193,12 @@ def train(recipe: Recipe, opts: RunOptions, resume: bool = False) -> Progress:
     if start is not None:  # weights of an earlier run (its architecture must match the recipe's)
         model.load_state_dict(start.model.state_dict())
         del start
-    optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.peak_lr, betas=recipe.betas,
-                                  weight_decay=recipe.weight_decay, fused=True)
+    if recipe.freeze_encoder:
+        model.encoder.requires_grad_(False)
+        model.ctc.requires_grad_(False)
+    trained = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trained, lr=recipe.peak_lr, betas=recipe.betas, weight_decay=recipe.weight_decay,
+                                  fused=True)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: noam_factor(i + 1, recipe))
     progress = Progress()
     if state is not None:
@@ -215,6 +225,7 @@ def train(recipe: Recipe, opts: RunOptions, resume: bool = False) -> Progress:
         bar = tqdm(_loader(val_set, val_batches, opts.workers, device), desc="validating", leave=False,
                    unit="batch", dynamic_ncols=True)
         ev = evaluate(model, bar, tokenizer, device, recipe.ctc_weight)
+        _train_mode(model, recipe)
         _write_json_line(log, {"kind": "val", "step": progress.step, "wer_rnnt": round(ev.wer_rnnt, 5),
                                "wer_ctc": round(ev.wer_ctc, 5), "loss": round(ev.loss, 4),
                                "utterances": ev.utterances, "examples": ev.examples})
@@ -233,7 +244,7 @@ def train(recipe: Recipe, opts: RunOptions, resume: bool = False) -> Progress:
     window_start = time.monotonic()
     hop_s = cfg.features.hop_length / cfg.features.sample_rate
     reason: str | None = None
-    model.train()
+    _train_mode(model, recipe)
     bar = tqdm(total=opts.max_steps or None, initial=progress.step, desc="training", unit="step",
                dynamic_ncols=True)
     sampler = TrainBatches(durations, recipe.batch_seconds, recipe.seed, progress.epoch, progress.batch_in_epoch)
@@ -251,7 +262,8 @@ def train(recipe: Recipe, opts: RunOptions, resume: bool = False) -> Progress:
             batch = batch.to(device)
             if specaug.active:
                 batch = batch._replace(features=spec_augment(batch.features, batch.lengths, specaug))
-            losses = hybrid_loss(forward(model, batch, context, train_rnnt), batch, cfg.blank_id, recipe.ctc_weight,
+            outputs = forward(model, batch, context, train_rnnt, not recipe.freeze_encoder)
+            losses = hybrid_loss(outputs, batch, cfg.blank_id, recipe.ctc_weight,
                                  recipe.fastemit_lambda)
             optimizer.zero_grad(set_to_none=True)
             losses.total.backward()
@@ -337,6 +349,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--d-model", type=int, default=defaults.d_model)
     p.add_argument("--ctc-weight", type=float, default=defaults.ctc_weight,
                    help="loss = (1 - w) RNNT + w CTC; 1.0 trains the encoder and CTC head alone (fastest)")
+    p.add_argument("--freeze-encoder", action="store_true",
+                   help="train the prediction net and joint only, over the --init-from encoder")
     p.add_argument("--dropout", type=float, default=defaults.dropout, help="encoder dropout")
     p.add_argument("--no-augment", action="store_true", help="no on-the-fly waveform augmentation")
     p.add_argument("--init-from", default="", help="start from this ouvir checkpoint's weights and tokenizer")
@@ -351,7 +365,7 @@ def main(argv: list[str] | None = None) -> None:
     recipe = Recipe(vocab_size=a.vocab_size, d_model=a.d_model, n_layers=a.layers, batch_seconds=a.batch_seconds,
                     peak_lr=a.peak_lr, warmup_steps=a.warmup_steps, augment=not a.no_augment, seed=a.seed,
                     freq_masks=a.freq_masks, time_masks=a.time_masks, init_from=a.init_from,
-                    ctc_weight=a.ctc_weight, dropout=a.dropout)
+                    ctc_weight=a.ctc_weight, dropout=a.dropout, freeze_encoder=a.freeze_encoder)
     opts = RunOptions(data=a.data, out=a.out, device=a.device, workers=a.workers, threads=a.threads,
                       max_minutes=a.max_minutes, max_steps=a.max_steps, log_every=a.log_every,
                       val_every=a.val_every, save_every=a.save_every, keep_best=a.keep_best,

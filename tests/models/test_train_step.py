@@ -106,9 +106,10 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-def _run(data: Path, out: Path, steps: int, resume: bool = False, init_from: str = "", seed: int = 0) -> None:
+def _run(data: Path, out: Path, steps: int, resume: bool = False, init_from: str = "", seed: int = 0,
+         **recipe_fields: object) -> None:
     recipe = Recipe(vocab_size=24, d_model=32, n_layers=1, batch_seconds=2.0, warmup_steps=2, augment=True,
-                    init_from=init_from, seed=seed)
+                    init_from=init_from, seed=seed, **recipe_fields)
     opts = RunOptions(data=data, out=out, workers=0, threads=1, max_steps=steps, log_every=1, val_every=3,
                       save_every=100)
     train(recipe, opts, resume=resume)
@@ -158,3 +159,14 @@ def test_init_from_starts_with_a_checkpoints_weights_and_tokenizer(data_dir: Pat
     moved = distance(first.model, second.model)  # one AdamW step at lr <= 1.5e-3 from the first run's weights
     assert 0 < moved < 5e-3
     assert distance(first.model, fresh.model) > 100 * moved  # not a fresh initialisation
+
+
+def test_phases_ctc_only_then_a_frozen_encoder_trains_only_the_rnnt_head(data_dir: Path, tmp_path: Path) -> None:
+    _run(data_dir, tmp_path / "ctc", 3, ctc_weight=1.0, dropout=0.0)
+    log = [json.loads(line) for line in (tmp_path / "ctc" / "log.jsonl").read_text().splitlines()]
+    assert all(r["rnnt"] == 0.0 for r in log if r["kind"] == "train")
+    assert all(r["wer_rnnt"] == 1.0 for r in log if r["kind"] == "val")  # the RNNT head is not decoded
+    _run(data_dir, tmp_path / "head", 3, init_from=str(tmp_path / "ctc" / "final.ouvir"), freeze_encoder=True)
+    ctc, head = (load_checkpoint(tmp_path / name / "final.ouvir").model.state_dict() for name in ("ctc", "head"))
+    moved = {k.split(".")[0] for k in ctc if not torch.equal(ctc[k], head[k])}
+    assert moved == {"predictor", "joint"}
