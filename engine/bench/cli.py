@@ -42,6 +42,7 @@ from ouvir.engine.bench.models import (
     sherpa_files,
 )
 from ouvir.engine.bench.worker import RunSpec
+from ouvir.engine.hub import pulled_model
 
 THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 LARGE_DEFAULT_LOOKAHEAD_MS = 1040  # the recipe's att_context_size [70, 13]
@@ -50,7 +51,8 @@ LARGE_DEFAULT_LOOKAHEAD_MS = 1040  # the recipe's att_context_size [70, 13]
 def add_bench_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = subparsers.add_parser("bench", help="measure real-time factor, chunk latency, memory; against sherpa-onnx")
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--model", type=Path, help="a .nemo / ouvir checkpoint, or a bundle directory")
+    src.add_argument("--model", type=Path, help="a .nemo / ouvir checkpoint, a bundle directory, or a pulled model's "
+                     "name (ouvir models list)")
     src.add_argument("--config", choices=("large",),
                      help="large: NeMo's 114M-parameter streaming recipe with seeded random weights")
     p.add_argument("--backend", nargs="+", choices=sorted(BACKENDS), default=None,
@@ -100,7 +102,8 @@ def run_bench(args: argparse.Namespace) -> int:
         source = large_source([int(x) for x in lookaheads if x is not None], args.seed, samples, audio_path, cache)
     else:
         lookaheads = list(args.lookahead_ms or [None])
-        source = file_source(args.model, cache, args.lookahead_ms, audio_path)
+        model = args.model if args.model.exists() else pulled_model(str(args.model), None, None)[0]  # a pulled name
+        source = file_source(model, cache, args.lookahead_ms, audio_path)
     backends = args.backend or [source.info.get("backend", "torch")]
     configs, skipped = configurations(backends, args.quantize, lookaheads, args.int8_method)
     profiler = _py_spy(args.out) if args.profile else None

@@ -155,3 +155,5 @@ def test_model_names_resolve_only_when_pulled(nemo_dir, tmp_path, monkeypatch, c
     assert main(["transcribe", "--model", "no_such_model", wav]) == 1
     assert "model no_such_model does not exist: it is neither a file, a bundle directory nor a published model " \
            "name" in capsys.readouterr().err
+    assert main(["bench", "--model", NAME, "--out", str(tmp_path / "bench")]) == 1  # the bench resolves names too
+    assert f"run `ouvir models pull {NAME}`" in capsys.readouterr().err
