@@ -2,8 +2,9 @@
 
 Every line of its ```sh and ```zsh blocks is run in order, as written, by bash (zsh), in a scratch directory
 where the placeholders are real files: ``talk.wav`` is the NeMo fixtures' speech and ``model.nemo`` the hybrid
-fixture checkpoint (the same four look-aheads as NeMo's large streaming models). Each must exit 0; the ```python
-block runs too. A command added to the README is run by this test as it is; inline code that names a command
+fixture checkpoint (the same four look-aheads as NeMo's large streaming models); the Hugging Face hub and NGC are
+a local server (tests/engine/hub_server.py) holding that checkpoint under every published name. Each must exit
+0; the ```python block runs too. A command added to the README is run by this test as it is; inline code that names a command
 must be one of them. The exceptions, each checked another way:
 
 * ``make test`` is what CI runs (.ci/run), and its recipe is this very suite; ``make demo`` runs its Makefile
@@ -11,6 +12,8 @@ must be one of them. The exceptions, each checked another way:
 * Commands that capture the microphone (``ouvir listen``, ``ouvir-host`` without ``--input``) run on a private
   PulseAudio daemon's virtual microphone (tests/vmic.py): once they are listening the fixture speech is played
   into it, then Ctrl-C must end them with exit status 0 (all commands run with that microphone as the default).
+* ``ouvir models pull NAME`` downloads from a local stand-in for the Hugging Face hub (tests/engine/hub_server.py,
+  ``HF_ENDPOINT``) that serves the hybrid fixture under NAME's repo: no network reaches the real one.
 * The performance command builds and exports a 114 M-parameter model (about half an hour on 2 cores): it runs
   with ``--config large`` replaced by ``--model model.nemo``, every other option as written, and must be the
   command the committed report of the README's table recorded, whose numbers the table must show.
@@ -32,8 +35,12 @@ from pathlib import Path
 
 import pytest
 
+from ouvir.engine.hub import lookup
+from ouvir.engine.hub import REGISTRY
 from tests import vmic
 from tests.conftest import NEMO_FIXTURES, REPO
+from tests.engine.hub_server import HubServer, hf_path, ngc_path
+from tests.engine.hub_server import HubServer, hf_path
 
 pytestmark = pytest.mark.slow
 README = REPO / "README.md"
@@ -179,8 +186,11 @@ def test_every_readme_command_runs(tmp_path):
     commands = [c for c in readme_commands(README.read_text()) if c.text != "make test"]
     assert len(commands) >= 15
     failed = []
-    with vmic.VirtualMic(48000) as mic:
-        env = {**mic.env, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    pulled = [lookup(c.text.split()[3]) for c in commands if c.text.startswith("ouvir models pull ")]
+    hub = HubServer({hf_path(m.repo_id, m.filename): PLACEHOLDERS["model.nemo"].read_bytes() for m in pulled})
+    with vmic.VirtualMic(48000) as mic, hub:
+        env = {**mic.env, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "XDG_CACHE_HOME": str(tmp_path / "cache"),
+               "HF_ENDPOINT": hub.endpoint}
         env.pop("OUVIR_MODEL", None)
         for command in commands:
             code, output = _run(command, env, tmp_path, mic)
