@@ -26,7 +26,7 @@ BLOCK_S = 0.1  # audio written per pacing step
 def add_bench_host_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = subparsers.add_parser("bench-host", help="ouvir-host on a bundle: start to first partial, peak RSS")
     p.add_argument("bundle", type=Path, help="an ONNX bundle directory")
-    p.add_argument("--audio", type=Path, default=None, help="speech file (default: the fixtures' test audio)")
+    p.add_argument("--audio", type=Path, default=None, help="speech file (default: 8 s of speech shipped with ouvir)")
     p.add_argument("--lookahead-ms", type=int, default=None, help="default: the bundle's first")
     p.add_argument("--out", type=Path, default=Path("bench"), help="report folder (default: bench/)")
     p.set_defaults(func=run_bench_host)
