@@ -20,8 +20,10 @@ QUANTIZE = ("none", "int8")
 
 
 def pull(name: str, fmt: str = "onnx", quantize: str = "none", lookaheads: Sequence[int | str] | None = None,
-         cache_dir: str | Path | None = None, force: bool = False, progress: bool = True) -> Path:
-    """Download ``name`` (once) and export it (once) as a ``fmt`` bundle; returns the bundle directory."""
+         cache_dir: str | Path | None = None, force: bool = False, progress: bool = True,
+         calibration: Sequence[Path] | None = None) -> Path:
+    """Download ``name`` (once) and export it (once) as a ``fmt`` bundle; returns the bundle directory.
+    ``calibration``: audio for the int8 accuracy report (export_bundle's; default: ouvir's shipped samples)."""
     from ouvir.engine.hub_download import download
 
     entry = lookup(name)
@@ -38,7 +40,7 @@ def pull(name: str, fmt: str = "onnx", quantize: str = "none", lookaheads: Seque
         return out
     from ouvir.export.bundle import export_bundle
 
-    return export_bundle(got.path, out, fmt, quantize, lookaheads=lookaheads, force=out.exists(), progress=progress)
+    return export_bundle(got.path, out, fmt, quantize, calibration, lookaheads, force=out.exists(), progress=progress)
 
 
 def _current(bundle: Path, checkpoint: Path, sha256: str, lookaheads: Sequence[int | str] | None) -> bool:
@@ -67,7 +69,8 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def run_pull(args: argparse.Namespace) -> int:
-    out = pull(args.name, args.format, args.quantize, args.lookahead, args.cache_dir, args.force, not args.quiet)
+    out = pull(args.name, args.format, args.quantize, args.lookahead, args.cache_dir, args.force, not args.quiet,
+               args.calibration)
     name = lookup(args.name).name
     print(f"{name}: {out} (from {read_source(name)['checkpoint']})\n"
           f"run it: ouvir transcribe --model {name} FILE" + ("" if args.format == "onnx" else " --backend pte"))
@@ -92,6 +95,8 @@ def add_models_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
     q.add_argument("--quantize", choices=QUANTIZE, default="none", help="int8: dynamic int8 weights")
     q.add_argument("--lookahead", type=_lookahead, nargs="+", metavar="MS|L_R",
                    help="look-aheads to export, as ms (1040) or attention context (70_13); default: all")
+    q.add_argument("--calibration", type=Path, nargs="+", metavar="AUDIO",
+                   help="int8: audio for the accuracy report (default: the samples shipped with ouvir)")
     q.add_argument("--cache-dir", type=Path, default=None, help="download cache (default: the Hugging Face cache)")
     q.add_argument("--force", action="store_true", help="export again even if the bundle is current")
     q.add_argument("--quiet", action="store_true", help="no export progress bars")

@@ -101,8 +101,15 @@ def test_pull_resumes_then_transcribe_by_name_gives_nemos_text(checkpoint, nemo_
         out = _ouvir(tmp_path, hub.endpoint, "models", "pull", NAME, "--lookahead", "1040", "--quiet")
     assert out.returncode == 0, out.stderr
     assert (hub.ranges("GET"), manifest.stat().st_mtime_ns) == ([], stamp)
+    out = _ouvir(tmp_path, hub.endpoint, "models", "pull", NAME, "--quantize", "int8", "--lookahead", "1040",
+                 "--calibration", str(nemo_dir / "test_audio.wav"), "--quiet")  # a second build of the same download
+    assert out.returncode == 0, out.stderr
+    assert (store / "onnx-int8" / "quantization_report.json").is_file()
+    out = _ouvir(tmp_path, hub.endpoint, "transcribe", "--model", NAME, str(nemo_dir / "test_audio.wav"),
+                 "--precision", "int8")
+    assert out.returncode == 0 and len(out.stdout.split()) >= 5, out.stderr
     out = _ouvir(tmp_path, hub.endpoint, "models", "list")
-    assert f"{NAME}\n" in out.stdout and "pulled: onnx-fp32" in out.stdout
+    assert f"{NAME}\n" in out.stdout and "pulled: onnx-fp32, onnx-int8" in out.stdout
 
 
 def test_corrupted_download_is_refused_by_name_and_deleted(checkpoint, tmp_path):
