@@ -126,7 +126,9 @@ def _stream(loaded: LoadedModel, feats: torch.Tensor, ctx: tuple[int, int], mode
         last = s.state_out
     for key, values in per_step.items():
         out[f"{p}{key}_per_step"] = _np(values)
-    out[p + "keep_all_outputs_per_step"] = np.arange(len(encoded_all)) == len(encoded_all) - 1
+    # NeMo's infer script passes keep_all_outputs=streaming_buffer.is_buffer_empty(): the read pointer reached
+    # the end. When fewer columns than a step needs are left over, the buffer stops before that: no step has it.
+    out[p + "keep_all_outputs_per_step"] = np.array(per_step["buffer_idx_after"]) >= feats.shape[-1]
     out[p + "encoded_concat"] = _np(torch.cat(encoded_all, dim=-1))
     for name, value in last._asdict().items():
         out[f"{p}final.{name}"] = _np(value)
