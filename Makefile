@@ -7,7 +7,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check -q
 APT_PKGS := pulseaudio pulseaudio-utils libasound2-plugins libportaudio2 portaudio19-dev libsndfile1 \
-            espeak-ng sox zsh
+            espeak-ng sox zsh flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts \
+            fortunes-min wordnet-base bible-kjv wamerican
 STAMP := $(VENV)/.ouvir-installed
 
 .PHONY: test demo system venv lint clean
@@ -23,6 +24,7 @@ lint: venv
 	$(VENV)/bin/ruff check .
 
 # System packages: PortAudio + PulseAudio for the (virtual) microphone, libsndfile, espeak-ng/sox for test speech,
+# the training recipe's synthesizers (flite, festival + voices) and text sources (fortunes, WordNet, KJV, words),
 # zsh for the completion test.
 system:
 	@missing=$$(for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \

@@ -1,13 +1,19 @@
-"""Seeded waveform augmentation in numpy: speed, silence padding, reverb, noise, level.
+"""Seeded waveform augmentation in numpy (and sox): voice shift, speed, silence padding, reverb, noise, level.
 
 `sample_params(rng, cfg)` draws one `AugmentParams` (stored in the manifest next to each utterance);
 `apply(audio, params, rng, babble)` renders it. Both take an explicit generator, so a seed fixes the
-result. Order: speed -> pad -> reverb -> noise -> level, so that noise and the reverb tail also fill
-the padded silence, as in a room.
+result. Order: voice shift -> speed -> pad -> reverb -> noise -> level, so that noise and the reverb tail also
+fill the padded silence, as in a room.
+
+The voice shift moves pitch and formants together by ``shift_cents`` at constant tempo (sox's ``pitch``:
+resampling plus WSOLA time-stretch), a vocal-tract-length change that turns one synthetic voice into others
+(a female voice down 400 cents reads as a male one); speed perturbation alone moves them by 10 % at most and
+changes the tempo with them.
 """
 
 from __future__ import annotations
 
+import subprocess
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,6 +35,8 @@ class AugmentConfig:
     floor_snr_db: tuple[float, float] = (50.0, 70.0)  # the others get a faint white floor, not digital zero
     level_dbfs: tuple[float, float] = (-35.0, -15.0)  # RMS of the speech, dB re full scale
     ramp_db: float = 6.0  # largest level drift from start to end of the utterance
+    p_shift: float = 0.0  # share of utterances with a voice shift (0: none drawn, as in recipe synth-v1)
+    shift_cents: tuple[float, float] = (-500.0, 300.0)
 
 
 @dataclass(frozen=True)
@@ -41,6 +49,7 @@ class AugmentParams:
     snr_db: float  # relative to the speech RMS (before padding)
     level_dbfs: float
     ramp_db: float
+    shift_cents: float = 0.0  # pitch and formants, at constant tempo
 
 
 def sample_params(rng: np.random.Generator, cfg: AugmentConfig = AugmentConfig()) -> AugmentParams:
@@ -53,10 +62,24 @@ def sample_params(rng: np.random.Generator, cfg: AugmentConfig = AugmentConfig()
         noise, snr = "white", float(rng.uniform(*cfg.floor_snr_db))
     level = float(rng.uniform(*cfg.level_dbfs))
     ramp = float(rng.uniform(-cfg.ramp_db, cfg.ramp_db))
+    shift = 0.0  # drawn last and only when enabled, so that the draws above stay those of synth-v1
+    if cfg.p_shift > 0 and rng.random() < cfg.p_shift:
+        shift = round(float(rng.uniform(*cfg.shift_cents)), 1)
     def r4(x: float | None) -> float | None:
         return None if x is None else round(x, 4)
 
-    return AugmentParams(r4(speed), r4(pad_start), r4(pad_end), r4(rt60), noise, round(snr, 4), r4(level), r4(ramp))
+    return AugmentParams(r4(speed), r4(pad_start), r4(pad_end), r4(rt60), noise, round(snr, 4), r4(level), r4(ramp),
+                         shift)
+
+
+def shift_voice(audio: np.ndarray, cents: float) -> np.ndarray:
+    """Pitch and formants moved by ``cents`` at the same duration (sox ``pitch``); 0 returns ``audio``."""
+    if cents == 0.0:
+        return audio
+    raw = ["-t", "raw", "-e", "floating-point", "-b", "32", "-r", str(SAMPLE_RATE), "-c", "1"]
+    done = subprocess.run(["sox", *raw, "-", *raw, "-", "pitch", f"{cents:.1f}"], check=True, capture_output=True,
+                          input=np.ascontiguousarray(audio, dtype=np.float32).tobytes())
+    return np.frombuffer(done.stdout, dtype=np.float32).copy()
 
 
 def change_speed(audio: np.ndarray, factor: float) -> np.ndarray:
@@ -111,7 +134,7 @@ def apply(
     audio: np.ndarray, params: AugmentParams, rng: np.random.Generator, babble: np.ndarray
 ) -> np.ndarray:
     """(N,) float32 16 kHz speech -> (N',) float32 in [-1, 1]; `babble` is the babble bank (M,)."""
-    speech = change_speed(audio, params.speed)
+    speech = change_speed(shift_voice(audio, params.shift_cents), params.speed)
     pad_start, pad_end = round(params.pad_start_s * SAMPLE_RATE), round(params.pad_end_s * SAMPLE_RATE)
     speech_rms = rms(speech)
     out = np.concatenate([np.zeros(pad_start, np.float32), speech, np.zeros(pad_end, np.float32)])

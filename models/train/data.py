@@ -43,13 +43,16 @@ from .tts import (
     timed_synthesize,
 )
 
-RECIPE = "synth-v1"
+# synth-v2: + festival ked_diphone, more flite, voice shifts (augment.shift_voice) on half of the training
+# utterances. Its test split is synth-v1's, utterance for utterance (same voices, texts and draws, no shifts).
+RECIPE = "synth-v2"
 SPLITS = {"train": 0, "test": 1}  # split -> generator key
 ENGINE_WEIGHTS = {
-    "train": {"espeak-ng": 0.5, "flite": 0.3, "festival": 0.2},
+    "train": {"espeak-ng": 0.4, "flite": 0.45, "festival": 0.15},
     "test": {"espeak-ng": 0.6, "flite": 0.4},
 }
 VOICES = {"train": TRAIN_VOICES, "test": TEST_VOICES}
+AUGMENT = {"train": augment.AugmentConfig(p_shift=0.5), "test": augment.AugmentConfig()}
 P_WORD_LIST = 0.1  # share of training utterances that are random dictionary words
 RATE = (0.75, 1.15)  # espeak-ng: 131-201 words per minute
 PITCH = (-4.0, 4.0)  # espeak-ng: -p 30-70
@@ -113,7 +116,7 @@ def plan(corpus: Corpus, split: str, count: int, seed: int) -> list[Utterance]:
         voice = voices[int(rng.integers(len(voices)))]
         prosody = Prosody(rate=round(float(rng.uniform(*RATE)), 3), pitch=round(float(rng.uniform(*PITCH)), 2))
         utterances.append(
-            Utterance(split, i, seed, source, text, voice, prosody, augment.sample_params(rng))
+            Utterance(split, i, seed, source, text, voice, prosody, augment.sample_params(rng, AUGMENT[split]))
         )
     return utterances
 

@@ -44,8 +44,9 @@ ESPEAK_TEST_VARIANTS = ("m7", "f5", "klatt4", "steph3", "edward2")
 # Mean F0 (Hz) of each voice, measured on its default output: the pitch offset is applied around it.
 FLITE_F0 = {"kal": 100.0, "kal16": 87.0, "awb": 131.0, "slt": 170.0, "rms": 102.0}
 FLITE_TRAIN, FLITE_TEST = ("kal", "kal16", "awb", "slt"), ("rms",)
-FESTIVAL_KAL, FESTIVAL_SLT = "kal_diphone", "cmu_us_slt_arctic_hts"
-FESTIVAL_TRAIN = (FESTIVAL_KAL, FESTIVAL_SLT)
+FESTIVAL_DIPHONES = ("kal_diphone", "ked_diphone")  # festvox-kallpc16k, festvox-kdlpc16k (US English males)
+FESTIVAL_SLT = "cmu_us_slt_arctic_hts"
+FESTIVAL_TRAIN = (*FESTIVAL_DIPHONES, FESTIVAL_SLT)
 
 ENGINE_BINARIES = {"espeak-ng": "espeak-ng", "flite": "flite", "festival": "text2wave"}
 
@@ -85,7 +86,7 @@ def check_engines() -> None:
     missing = [b for b in ENGINE_BINARIES.values() if shutil.which(b) is None]
     if missing:
         raise RuntimeError(f"speech synthesizers not installed: {', '.join(missing)} (apt-get install "
-                           "espeak-ng flite festival festvox-kallpc16k festvox-us-slt-hts)")
+                           "espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts)")
 
 
 def _command(text: str, voice: Voice, prosody: Prosody, wav: Path, workdir: Path) -> list[str]:
@@ -102,10 +103,10 @@ def _command(text: str, voice: Voice, prosody: Prosody, wav: Path, workdir: Path
     if voice.engine == "festival":
         text_file = workdir / "text.txt"
         text_file.write_text(text + "\n")
-        if voice.name == FESTIVAL_KAL:
+        if voice.name in FESTIVAL_DIPHONES:
             f0 = 105 * 2 ** (prosody.pitch / 12)
             setup = (
-                f"(voice_{FESTIVAL_KAL}) (Parameter.set 'Duration_Stretch {1.1 / prosody.rate:.4f}) "
+                f"(voice_{voice.name}) (Parameter.set 'Duration_Stretch {1.1 / prosody.rate:.4f}) "
                 f"(set! int_lr_params '((target_f0_mean {f0:.1f}) (target_f0_std 14) "
                 "(model_f0_mean 170) (model_f0_std 34)))"
             )

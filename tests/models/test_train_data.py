@@ -117,7 +117,7 @@ def test_train_and_test_voices_are_disjoint():
 @needs_tts
 @pytest.mark.parametrize(
     "voice", [Voice("espeak-ng", "en-gb-x-rp+f2"), Voice("flite", "kal"), Voice("festival", "kal_diphone"),
-              Voice("festival", "cmu_us_slt_arctic_hts")],
+              Voice("festival", "ked_diphone"), Voice("festival", "cmu_us_slt_arctic_hts")],
     ids=lambda v: v.id,
 )  # fmt: skip
 def test_synthesis_is_deterministic_16k(voice):
@@ -183,6 +183,32 @@ def test_apply_speed_snr_level_and_seed():
     assert len(padded) == len(speech) + int(0.75 * SAMPLE_RATE)
 
 
+def _pitch_hz(x: np.ndarray) -> float:
+    spec = np.abs(np.fft.rfft(x * np.hanning(len(x))))
+    return float(np.fft.rfftfreq(len(x), 1 / SAMPLE_RATE)[np.argmax(spec)])
+
+
+def test_voice_shift_moves_pitch_at_constant_duration():
+    speech = _tone(1.0)  # 220 Hz
+    down = augment.shift_voice(speech, -1200.0)  # an octave
+    up = augment.shift_voice(speech, 700.0)  # a fifth
+    assert len(down) == len(up) == len(speech)
+    assert abs(_pitch_hz(down[2000:-2000]) - 110.0) < 3 and abs(_pitch_hz(up[2000:-2000]) - 329.6) < 5
+    assert augment.shift_voice(speech, 0.0) is speech
+    params = augment.AugmentParams(1.0, 0.0, 0.0, None, "white", 300.0, -20.0, 0.0, shift_cents=-1200.0)
+    shifted = augment.apply(speech, params, np.random.default_rng(0), _tone(3.0))
+    assert len(shifted) == len(speech) and abs(_pitch_hz(shifted[2000:-2000]) - 110.0) < 3
+
+
+def test_voice_shifts_are_drawn_last_and_only_when_enabled():
+    plain = [augment.sample_params(np.random.default_rng(s)) for s in range(200)]
+    shifted = [augment.sample_params(np.random.default_rng(s), augment.AugmentConfig(p_shift=0.5)) for s in range(200)]
+    assert all(p.shift_cents == 0.0 for p in plain)
+    assert [replace(p, shift_cents=0.0) for p in shifted] == plain  # every other draw is synth-v1's
+    cents = [p.shift_cents for p in shifted if p.shift_cents != 0.0]
+    assert 0.35 < len(cents) / 200 < 0.65 and all(-500 <= c <= 300 for c in cents)
+
+
 def test_sampled_params_stay_in_range():
     cfg = augment.AugmentConfig()
     params = [augment.sample_params(np.random.default_rng(s), cfg) for s in range(300)]
@@ -191,6 +217,13 @@ def test_sampled_params_stay_in_range():
     assert 0.2 < len(reverb) / len(params) < 0.5 and all(0.1 <= r <= 0.6 for r in reverb)
     noisy = [p.snr_db for p in params if p.snr_db < 40]
     assert 0.6 < len(noisy) / len(params) < 0.8 and all(5 <= s <= 30 for s in noisy)
+
+
+@needs_text
+def test_only_training_utterances_get_voice_shifts(corpus):
+    assert all(u.augment.shift_cents == 0.0 for u in plan(corpus, "test", 200, seed=0))
+    shifted = sum(u.augment.shift_cents != 0.0 for u in plan(corpus, "train", 200, seed=0))
+    assert 60 < shifted < 140
 
 
 @needs_text
