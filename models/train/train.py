@@ -2,7 +2,7 @@
 
     python -m ouvir.models.train.train --data /work/data/synth_v1 --out runs/small --max-minutes 600
     python -m ouvir.models.train.train --data /work/data/synth_v1 --out runs/small --resume
-    python -m ouvir.models.train.train pack --data /work/data/synth_v1 --out /work/data/synth_v1_packed
+    python -m ouvir.models.train.train pack --data /work/data/synth_v1 [more ...] --out /work/data/synth_v1_packed
 
 ``--data`` holds ``train`` and ``test`` splits, as manifests (``train.jsonl``) or packs (``train.pack/``,
 made by ``pack``; they need neither soundfile nor the WAVs). The output folder gets ``tokenizer.model``
@@ -308,16 +308,18 @@ def train(recipe: Recipe, opts: RunOptions, resume: bool = False) -> Progress:
     return progress
 
 
-def pack(data: Path, out: Path, shard_mb: float) -> None:
+def pack(data: list[Path], out: Path, shard_mb: float) -> None:
+    """Each split of every data folder, in order, into one pack per split (datasets of several recipes or seeds)."""
     for split in ("train", "test"):
-        stats = pack_split(read_split(data, split), out / f"{split}.pack", shard_mb)
+        stats = pack_split([u for d in data for u in read_split(d, split)], out / f"{split}.pack", shard_mb)
         print(f"{split}: {json.dumps(stats)}")
 
 
 def _pack_main(argv: list[str]) -> None:
     p = argparse.ArgumentParser(prog="python -m ouvir.models.train.train pack",
                                 description="Pack a dataset's train/test audio into int16 .npy shards.")
-    p.add_argument("--data", type=Path, required=True, help="folder with train.jsonl and test.jsonl")
+    p.add_argument("--data", type=Path, nargs="+", required=True,
+                   help="folders with train.jsonl and test.jsonl; several are packed together")
     p.add_argument("--out", type=Path, required=True, help="gets train.pack/ and test.pack/")
     p.add_argument("--shard-mb", type=float, default=200.0, help="approximate shard size")
     args = p.parse_args(argv)

@@ -43,6 +43,18 @@ def write_npy_manifest(folder: Path, split: str, texts: list[str], seconds: list
     return audios
 
 
+def test_pack_joins_the_splits_of_several_data_folders(tmp_path: Path) -> None:
+    from ouvir.models.train.train import main
+
+    write_npy_manifest(tmp_path / "v1", "train", TEXTS[:2], [0.5, 0.25])
+    write_npy_manifest(tmp_path / "v1", "test", TEXTS[3:], [0.125])
+    write_npy_manifest(tmp_path / "v2", "train", TEXTS[2:], [1.0, 0.125])
+    (tmp_path / "v2" / "test.jsonl").write_text("")  # a training-only build
+    main(["pack", "--data", str(tmp_path / "v1"), str(tmp_path / "v2"), "--out", str(tmp_path / "all")])
+    assert [u.text for u in read_split(tmp_path / "all", "train")] == TEXTS
+    assert [u.text for u in read_split(tmp_path / "all", "test")] == TEXTS[3:]
+
+
 def test_pack_round_trip_and_split_lookup(tmp_path: Path) -> None:
     audios = write_npy_manifest(tmp_path / "src", "train", TEXTS, [0.5, 0.25, 1.0, 0.125])
     utts = read_split(tmp_path / "src", "train")
