@@ -200,7 +200,7 @@ class Recognizer:
         for tok, frame in emitted:
             if tok in self.detokenizer.utterance_ends:  # the model's own endpoint (<EOU>): not text
                 yield from self._text_changed(stream)
-                if (final := self._end_segment(stream, frame + 1)) is not None:
+                if (final := self._end_segment(stream, frame)) is not None:  # tokens after it, same frame: next
                     yield final
             else:
                 stream.tokens.append(TokenTime(tok, pieces[tok], frame, frame * frame_s))

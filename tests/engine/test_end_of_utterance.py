@@ -1,5 +1,6 @@
 """End-of-utterance tokens (parakeet_realtime_eou's ``<EOU>`` / ``<EOB>``): the model's own endpoint. The segment
-ends at the token, which is neither text nor a token of any Final; the next segment starts after it."""
+ends at the frame the token is emitted on, the token is neither text nor a token of any Final, and the next
+segment starts there (tokens emitted after it on the same frame belong to the next one)."""
 
 from __future__ import annotations
 
@@ -32,9 +33,9 @@ def test_end_of_utterance_tokens_are_endpoints_not_text():
     events = list(rec.decode(stream))
     finals = [e for e in events if isinstance(e, Final)]
     assert [(f.text, f.segment, f.start_s, f.end_s) for f in finals] == [
-        ("hello", 0, 0.0, 0.32),  # ends after the <EOU> frame (3)
-        ("world", 1, 0.56, 1.04),  # the <EOU> alone at frame 6 ended an empty segment: no Final, same number
-        ("a", 2, 1.04, 1.5),  # after <EOB>; the last one ends with the input
+        ("hello", 0, 0.0, 0.24),  # ends where the <EOU> is emitted (frame 3)
+        ("world", 1, 0.48, 0.96),  # the <EOU> alone at frame 6 ended an empty segment: no Final, same number
+        ("a", 2, 0.96, 1.5),  # from the <EOB>'s frame; the last one ends with the input
     ]
     assert [[t.id for t in f.tokens] for f in finals] == [[1, 2], [3, 4], [5]]
     partials = [e for e in events if isinstance(e, Partial)]
