@@ -2,9 +2,8 @@
 
 Every line of its ```sh and ```zsh blocks is run in order, as written, by bash (zsh), in a scratch directory
 where the placeholders are real files: ``talk.wav`` is the NeMo fixtures' speech and ``model.nemo`` the hybrid
-fixture checkpoint (the same four look-aheads as NeMo's large streaming models); the Hugging Face hub and NGC are
-a local server (tests/engine/hub_server.py) holding that checkpoint under every published name. Each must exit
-0; the ```python block runs too. A command added to the README is run by this test as it is; inline code that names a command
+fixture checkpoint (the same four look-aheads as NeMo's large streaming models). Each must exit 0; the ```python
+block runs too. A command added to the README is run by this test as it is; inline code that names a command
 must be one of them. The exceptions, each checked another way:
 
 * ``make test`` is what CI runs (.ci/run), and its recipe is this very suite; ``make demo`` runs its Makefile
@@ -36,10 +35,8 @@ from pathlib import Path
 import pytest
 
 from ouvir.engine.hub import lookup
-from ouvir.engine.hub import REGISTRY
 from tests import vmic
 from tests.conftest import NEMO_FIXTURES, REPO
-from tests.engine.hub_server import HubServer, hf_path, ngc_path
 from tests.engine.hub_server import HubServer, hf_path
 
 pytestmark = pytest.mark.slow
