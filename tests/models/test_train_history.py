@@ -1,4 +1,4 @@
-"""The training history: runs appended across restarts read as one curve (steps and hours carry on)."""
+"""The training history (runs appended across restarts read as one curve) and the step profiler."""
 
 from __future__ import annotations
 
@@ -48,3 +48,14 @@ def test_a_phase_is_added_once_and_only_when_finished(tmp_path: Path) -> None:
     (unfinished / "log.jsonl").write_text(json.dumps({"kind": "start", "step": 0}) + "\n")
     with pytest.raises(ValueError, match="no 'stop' record"):
         add_run(unfinished, "u", history)
+
+
+def test_profile_times_every_phase_of_a_step(tmp_path: Path) -> None:
+    from ouvir.models.train.profile import main
+
+    main(["--threads", "1", "--batch-seconds", "7", "--rounds", "1", "--out", str(tmp_path / "p.json")])
+    report = json.loads((tmp_path / "p.json").read_text())
+    rows = report["1 threads"]
+    assert set(rows) == {"encoder forward", "ctc-only step", "rnnt-head step (frozen encoder)", "hybrid step",
+                         "log-mel", "online augment (all transforms)"}
+    assert all(r["ms"] > 0 and r["audio_s_per_s"] > 0 for r in rows.values())
