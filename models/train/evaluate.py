@@ -108,6 +108,30 @@ def evaluate(model: Path, utts: Sequence[Utterance], backend: str | None, precis
     return scores
 
 
+def manifest_labels(data: Path, split: str, count: int) -> list[dict[str, str]] | None:
+    """The first ``count`` utterances' ``engine`` and ``voice`` from ``<split>.jsonl``, when it has them."""
+    manifest = data / f"{split}.jsonl"
+    if not manifest.is_file():
+        return None
+    rows = [json.loads(line) for line in manifest.read_text(encoding="utf-8").splitlines() if line.strip()][:count]
+    if len(rows) < count or not all("engine" in r and "voice" in r for r in rows):
+        return None
+    return [{"engine": r["engine"], "voice": r["voice"]} for r in rows]
+
+
+def breakdown(refs: Sequence[str], hyps: Sequence[str], labels: Sequence[dict[str, str]]) -> dict[str, dict]:
+    """WER per synthesizer and per voice: which held-out voices the model has not learned."""
+    out: dict[str, dict] = {}
+    for key in ("engine", "voice"):
+        groups: dict[str, tuple[list[str], list[str]]] = {}
+        for ref, hyp, label in zip(refs, hyps, labels, strict=True):
+            r, h = groups.setdefault(label[key], ([], []))
+            r.append(ref)
+            h.append(hyp)
+        out[key] = {name: round(word_error_rate(r, h), 4) for name, (r, h) in sorted(groups.items())}
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m ouvir.models.train.evaluate", description=__doc__.splitlines()[0])
     p.add_argument("--model", type=Path, required=True, help=".ouvir / .nemo checkpoint or bundle directory")
@@ -125,14 +149,20 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(1)
     utts = read_split(a.data, a.split)[: a.limit]
-    scores = []
+    refs = [u.text for u in utts]
+    labels = manifest_labels(a.data, a.split, len(utts))
+    scores, breakdowns = [], []
     for ms in a.lookahead_ms:
         for score in evaluate(a.model, utts, a.backend, a.precision, ms, a.decoder, a.offline):
             print(score.line(), flush=True)
             scores.append(score)
+            if labels is not None:
+                breakdowns.append(breakdown(refs, score.hypotheses, labels))
+                print("          " + "  ".join(f"{k} {100 * w:.1f} %" for k, w in breakdowns[-1]["engine"].items()))
     if a.out is not None:
-        report = {"model": str(a.model), "data": str(a.data), "split": a.split, "references": [u.text for u in utts],
-                  "scores": [asdict(s) for s in scores]}
+        report = {"model": str(a.model), "data": str(a.data), "split": a.split, "references": refs,
+                  "scores": [{**asdict(s), **({"breakdown": b} if b else {})}
+                             for s, b in zip(scores, breakdowns or [None] * len(scores), strict=True)]}
         a.out.write_text(json.dumps(report, indent=1))
     return 0
 
