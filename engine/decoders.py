@@ -11,6 +11,7 @@ frame)`` pairs; the frame counter lives in the state, so timestamps are global o
   Heads with ``batched_joint`` score all remaining frames of the chunk under the current prediction in one
   call (rows = frames) and skip to the first non-blank one: the same decisions with far fewer calls, since
   most frames are blank. Heads whose graph takes one row at a time score one frame per call.
+  ``rnnt_greedy_batch`` decodes many streams with one joint call and one predict call per round.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import NamedTuple, Protocol
 
 import numpy as np
 
-from ouvir.engine.backends.base import PredictorState
+from ouvir.engine.backends.base import PREDICTOR_BATCH_AXES, PredictorState, batch_row, stack_batch
 
 
 class CTCState(NamedTuple):
@@ -70,24 +71,57 @@ def rnnt_greedy_step(
     heads: TransducerHeads, encoded: np.ndarray, state: RNNTState, blank: int, max_symbols: int
 ) -> tuple[Emitted, RNNTState]:
     """encoded (T, D) of the chunk's valid frames."""
-    emitted: Emitted = []
-    predictor, prediction, label = state.predictor, state.prediction, state.label
-    frames = encoded.shape[0]
-    width = frames if heads.batched_joint else 1
-    t, symbols = 0, 0  # the frame being decoded, tokens emitted on it so far
-    while t < frames and max_symbols > 0:
-        rows = encoded[t : t + width]  # (n, D)
-        best = np.argmax(heads.joint(rows, np.repeat(prediction, len(rows), axis=0)), axis=-1)  # (n,)
-        hits = np.flatnonzero(best != blank)
-        if not hits.size:  # blank on every scored frame
-            t, symbols = t + len(rows), 0
-            continue
-        if hits[0]:  # blanks first: the token falls on a later frame
-            t, symbols = t + int(hits[0]), 0
-        token = int(best[hits[0]])
-        emitted.append((token, state.frames + t))
-        prediction, predictor = heads.predict(np.array([token], dtype=np.int64), predictor)
-        label, symbols = token, symbols + 1
-        if symbols == max_symbols:
-            t, symbols = t + 1, 0
-    return emitted, RNNTState(predictor, prediction, label, state.frames + frames)
+    return rnnt_greedy_batch(heads, [encoded], [state], blank, max_symbols)[0]
+
+
+class _Cursor(NamedTuple):
+    """One stream inside ``rnnt_greedy_batch``."""
+
+    t: int  # the frame being decoded
+    symbols: int  # tokens emitted on it so far
+    predictor: PredictorState  # (P, 1, H)
+    prediction: np.ndarray  # (1, P)
+    label: int
+
+
+def rnnt_greedy_batch(
+    heads: TransducerHeads, encoded: list[np.ndarray], states: list[RNNTState], blank: int, max_symbols: int
+) -> list[tuple[Emitted, RNNTState]]:
+    """``rnnt_greedy_step`` of many streams at once, each encoded[b] (T_b, D) with its own state: every round
+    scores all unfinished streams' rows in one joint call and advances all streams that emitted a token in one
+    predict call. Each stream's decisions are those of decoding it alone."""
+    emitted: list[Emitted] = [[] for _ in states]
+    cursors = [_Cursor(0, 0, s.predictor, s.prediction, s.label) for s in states]
+    while active := [b for b, c in enumerate(cursors) if c.t < len(encoded[b]) and max_symbols > 0]:
+        rows = [encoded[b][cursors[b].t : cursors[b].t + (len(encoded[b]) if heads.batched_joint else 1)]
+                for b in active]  # (n_b, D) each
+        logits = heads.joint(
+            np.concatenate(rows), np.concatenate([np.repeat(cursors[b].prediction, len(r), axis=0)
+                                                  for b, r in zip(active, rows, strict=True)])
+        )  # (sum n_b, V+1)
+        bests = np.split(np.argmax(logits, axis=-1), np.cumsum([len(r) for r in rows])[:-1])
+        hit: list[int] = []
+        for b, best in zip(active, bests, strict=True):
+            c = cursors[b]
+            hits = np.flatnonzero(best != blank)
+            if not hits.size:  # blank on every scored frame
+                cursors[b] = c._replace(t=c.t + len(best), symbols=0)
+                continue
+            t, symbols = (c.t + int(hits[0]), 0) if hits[0] else (c.t, c.symbols)  # blanks first: a later frame
+            token = int(best[hits[0]])
+            emitted[b].append((token, states[b].frames + t))
+            cursors[b] = c._replace(t=t, symbols=symbols, label=token)
+            hit.append(b)
+        if hit:
+            tokens = np.array([cursors[b].label for b in hit], dtype=np.int64)  # (H,)
+            predictor = stack_batch([cursors[b].predictor for b in hit], PREDICTOR_BATCH_AXES)
+            prediction, predictor = heads.predict(tokens, predictor)  # (H, P)
+            for i, b in enumerate(hit):
+                c = cursors[b]
+                t, symbols = (c.t + 1, 0) if c.symbols + 1 == max_symbols else (c.t, c.symbols + 1)
+                cursors[b] = c._replace(t=t, symbols=symbols, prediction=prediction[i : i + 1],
+                                        predictor=batch_row(predictor, i, PREDICTOR_BATCH_AXES))
+    return [
+        (e, RNNTState(c.predictor, c.prediction, c.label, s.frames + len(x)))
+        for e, c, s, x in zip(emitted, cursors, states, encoded, strict=True)
+    ]

@@ -10,6 +10,7 @@ caches, decoder state and the open segment.
     for event in rec.decode(stream): ...      # Partial / Final
     stream.input_finished()
     for event in rec.decode(stream): ...      # the rest, and the last Final
+    for stream, event in rec.decode_streams(streams): ...   # many streams, batched
 
 Segments end at endpoints (engine/endpoint.py), where the model emits an end-of-utterance token (``<EOU>`` /
 ``<EOB>``, engine/tokens.py: never text), or with ``reset``; the last one ends when the input does.
@@ -18,27 +19,28 @@ Encoder caches and decoder state run on across segments: the audio is one contin
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from ouvir.engine.audio.resample import StreamResampler
 from ouvir.engine.backends import open_backend
-from ouvir.engine.backends.base import Backend, EncoderState, ModelInfo
+from ouvir.engine.backends.base import ENCODER_BATCH_AXES, Backend, EncoderState, ModelInfo, batch_row, stack_batch
 from ouvir.engine.decoders import (
     CTCState,
+    Emitted,
     RNNTState,
     ctc_greedy_step,
     ctc_initial_state,
-    rnnt_greedy_step,
+    rnnt_greedy_batch,
     rnnt_initial_state,
 )
 from ouvir.engine.endpoint import EndpointConfig, SegmentProgress, is_endpoint
 from ouvir.engine.errors import NonFiniteAudioError
 from ouvir.engine.events import Event, Final, Partial, TokenTime
 from ouvir.engine.features import StreamingLogMel
-from ouvir.engine.scheduler import ChunkScheduler
+from ouvir.engine.scheduler import Chunk, ChunkScheduler
 from ouvir.engine.tokens import Detokenizer
 
 DEFAULT_ENDPOINT = EndpointConfig()
@@ -155,17 +157,57 @@ class Recognizer:
     def decode(self, stream: Stream) -> Iterator[Event]:
         """Run every chunk the stream has ready; yield a Partial when the open segment's text changed and a
         Final when it ended (endpoint, or the end of input)."""
-        while (chunk := stream.scheduler.next_chunk()) is not None:
-            encoded, encoded_len, stream.encoder_state = self.backend.encode(
-                chunk.features[None], np.array([chunk.features.shape[1]], dtype=np.int64),
-                stream.encoder_state, chunk.first,
-            )  # (1, T', D), (1,)
-            yield from self._decode_frames(stream, encoded[0, : int(encoded_len[0])])  # (T, D)
-        if stream.scheduler.done and not stream.ended:
-            stream.ended = True
-            final = self.reset(stream)
-            if final is not None:
-                yield final
+        for _, event in self.decode_streams([stream]):
+            yield event
+
+    def decode_streams(self, streams: Sequence[Stream]) -> Iterator[tuple[Stream, Event]]:
+        """``decode`` of many streams, batched: each round takes the next ready chunk of every stream and runs
+        them in one encoder call per kind of step (first steps, later steps: they drop different frames), and
+        decodes them with one CTC head call / batched RNNT greedy rounds. Yields ``(stream, event)``; each
+        stream gets exactly the events ``decode(stream)`` would give it. Streams with nothing ready are skipped.
+
+        Caches are stacked on the batch axis, each stream at its own position (``cache_last_channel_len``);
+        chunks of different widths (a last, shorter one) are zero-padded to the widest, ``chunk_len`` keeping
+        their real width. How a backend runs the batch is its own: torch and onnx in one call (the ONNX graphs
+        have a dynamic batch axis), pte stream by stream inside ``encode`` (its methods are fixed at batch 1).
+        """
+        while ready := [(s, c) for s in streams if not s.ended and (c := s.scheduler.next_chunk()) is not None]:
+            for first in (True, False):
+                group = [(s, c) for s, c in ready if c.first == first]
+                if group:
+                    yield from self._decode_chunks(group, first)
+        for stream in streams:
+            if stream.scheduler.done and not stream.ended:
+                stream.ended = True
+                final = self.reset(stream)
+                if final is not None:
+                    yield stream, final
+
+    def _decode_chunks(self, group: list[tuple[Stream, Chunk]], first: bool) -> Iterator[tuple[Stream, Event]]:
+        """One encoder call for the chunks of ``group`` (all first steps or all later ones), then their decoding."""
+        widths = [c.features.shape[1] for _, c in group]
+        chunks = np.stack([np.pad(c.features, ((0, 0), (0, max(widths) - w))) for (_, c), w in zip(group, widths,
+                                                                                                    strict=True)])
+        state = stack_batch([s.encoder_state for s, _ in group], ENCODER_BATCH_AXES)
+        encoded, lengths, state = self.backend.encode(
+            chunks, np.array(widths, dtype=np.int64), state, first
+        )  # (B, T', D), (B,)
+        streams = [s for s, _ in group]
+        for b, stream in enumerate(streams):
+            stream.encoder_state = batch_row(state, b, ENCODER_BATCH_AXES)
+        valid = [encoded[b, : int(n)] for b, n in enumerate(lengths)]  # (T_b, D) each
+        blank = self.info.blank_id
+        if self.decoder == "rnnt":
+            steps = rnnt_greedy_batch(
+                self.backend, valid, [s.decoder_state for s in streams], blank, self.info.max_symbols
+            )
+        else:
+            log_probs = self.backend.ctc_log_probs(encoded[:, : max(len(v) for v in valid)])  # (B, T, V+1)
+            steps = [ctc_greedy_step(log_probs[b, : len(v)], s.decoder_state, blank)
+                     for b, (s, v) in enumerate(zip(streams, valid, strict=True))]
+        for stream, (emitted, stream.decoder_state) in zip(streams, steps, strict=True):
+            for event in self._emit(stream, emitted):
+                yield stream, event
 
     def reset(self, stream: Stream) -> Final | None:
         """End the open segment here and start the next one; returns its Final (None if it had no tokens)."""
@@ -185,16 +227,8 @@ class Recognizer:
         stream.text = ""
         return final
 
-    def _decode_frames(self, stream: Stream, encoded: np.ndarray) -> Iterator[Event]:
-        """encoded (T, D) valid frames of one chunk."""
-        blank = self.info.blank_id
-        if self.decoder == "rnnt":
-            emitted, stream.decoder_state = rnnt_greedy_step(
-                self.backend, encoded, stream.decoder_state, blank, self.info.max_symbols
-            )
-        else:
-            log_probs = self.backend.ctc_log_probs(encoded[None])[0]  # (T, V+1)
-            emitted, stream.decoder_state = ctc_greedy_step(log_probs, stream.decoder_state, blank)
+    def _emit(self, stream: Stream, emitted: Emitted) -> Iterator[Event]:
+        """The events of one decoded chunk's tokens."""
         frame_s = self.info.frame_s
         pieces = self.detokenizer.pieces
         for tok, frame in emitted:

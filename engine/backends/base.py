@@ -6,8 +6,9 @@ encoder step and the decoder heads. State layouts follow NeMo's PyTorch API (lay
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 import numpy as np
 
@@ -74,6 +75,27 @@ class PredictorState(NamedTuple):
 
     h: np.ndarray  # (layers, B, H) float32
     c: np.ndarray  # (layers, B, H) float32
+
+
+ENCODER_BATCH_AXES = (1, 1, 0)  # EncoderState fields' batch axis
+PREDICTOR_BATCH_AXES = (1, 1)  # PredictorState fields' batch axis
+
+S = TypeVar("S", EncoderState, PredictorState)
+
+
+def stack_batch(states: Sequence[S], axes: tuple[int, ...]) -> S:
+    """Many streams' states as one batch: each field concatenated on its batch axis (one state: as it is)."""
+    if len(states) == 1:
+        return states[0]
+    fields = zip(*states, strict=True)  # field i of every state
+    return type(states[0])(*(np.concatenate(f, axis=a) for f, a in zip(fields, axes, strict=True)))
+
+
+def batch_row(state: S, b: int, axes: tuple[int, ...]) -> S:
+    """Stream ``b`` of a batched state, batch axes kept (size 1)."""
+    if state[0].shape[axes[0]] == 1:
+        return state
+    return type(state)(*(np.take(x, [b], axis=a) for x, a in zip(state, axes, strict=True)))
 
 
 class Backend(Protocol):
