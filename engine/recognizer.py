@@ -169,13 +169,16 @@ class Recognizer:
         Caches are stacked on the batch axis, each stream at its own position (``cache_last_channel_len``);
         chunks of different widths (a last, shorter one) are zero-padded to the widest, ``chunk_len`` keeping
         their real width. How a backend runs the batch is its own: torch and onnx in one call (the ONNX graphs
-        have a dynamic batch axis), pte stream by stream inside ``encode`` (its methods are fixed at batch 1).
+        have a dynamic batch axis), pte stream by stream inside ``encode`` (its methods are fixed at batch 1) and its
+        heads in shared calls. Backends that are not ``batch_exact`` (dynamically quantized int8 ONNX: one activation
+        scale per call) get one call per stream, so that every stream still gets exactly its own results.
         """
         while ready := [(s, c) for s in streams if not s.ended and (c := s.scheduler.next_chunk()) is not None]:
             for first in (True, False):
                 group = [(s, c) for s, c in ready if c.first == first]
-                if group:
-                    yield from self._decode_chunks(group, first)
+                for part in [group] if self.backend.batch_exact else [[x] for x in group]:
+                    if part:
+                        yield from self._decode_chunks(part, first)
         for stream in streams:
             if stream.scheduler.done and not stream.ended:
                 stream.ended = True

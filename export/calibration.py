@@ -39,6 +39,7 @@ class EagerGraphs:
     name = "eager"
     precision = "fp32"
     batched_joint = False
+    batch_exact = False  # batch 1
 
     def __init__(self, loaded: LoadedModel, specs: dict[str, GraphSpec], context: tuple[int, int]) -> None:
         la = lookahead_name(context)

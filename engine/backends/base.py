@@ -104,6 +104,7 @@ class Backend(Protocol):
     name: str  # "torch" | "onnx" | "pte"
     precision: str  # "fp32" | "int8"
     batched_joint: bool  # joint() of many rows costs about one call (the RNNT decoder scores frames together)
+    batch_exact: bool  # a row's outputs never depend on the other rows of a call: streams may share calls
     info: ModelInfo
 
     def initial_state(self, batch: int = 1) -> EncoderState: ...

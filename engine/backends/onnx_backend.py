@@ -5,6 +5,9 @@ uses ``encoder_first`` (nothing dropped), later steps ``encoder_next``. A shorte
 with zero columns to the graph's width, ``length`` keeping its real width; only the valid frames are
 returned. The RNNT decoder / joiner are sherpa-onnx's graphs: the prediction handed to ``joint`` is the
 raw prediction-network output (B, H). No torch.
+
+Every graph has a dynamic batch axis (export/graphs.py ``trace``), so ``Recognizer.decode_streams`` runs many
+streams in one call - except on dynamically quantized bundles (``batch_exact`` False, see ``OnnxBackend``).
 """
 
 from __future__ import annotations
@@ -65,6 +68,9 @@ class OnnxBackend(BundledBackend):
     def __init__(self, bundle: Bundle, lookahead: Lookahead, threads: int | None = None,
                  providers: list[str] | None = None) -> None:
         super().__init__(bundle, lookahead)
+        # Dynamically quantized graphs take one activation scale over the whole input (DynamicQuantizeLinear): in
+        # a batch a stream's outputs would depend on the other streams (default model int8 encoder: up to 0.07).
+        self.batch_exact = (bundle.manifest.get("quantization") or {}).get("method") != "dynamic"
         providers = providers or execution_providers("cpu")
         self._first = _Session(bundle, lookahead.encoder_first, threads, providers)
         self._next = _Session(bundle, lookahead.encoder_next, threads, providers)

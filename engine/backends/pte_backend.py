@@ -45,6 +45,7 @@ class _Method:
 
 class PteBackend(BundledBackend):
     name = "pte"
+    batch_exact = True  # the encoder runs row by row; XNNPACK quantizes the heads' activations per row
 
     def __init__(self, bundle: Bundle, lookahead: Lookahead, threads: int | None = None) -> None:
         import torch

@@ -72,6 +72,7 @@ class TorchBackend:
     name = "torch"
     precision = "fp32"
     batched_joint = True
+    batch_exact = True  # fp32: a batch's rows are computed independently
 
     def __init__(self, loaded: LoadedModel, context: tuple[int, int], device: str = "cpu") -> None:
         cfg = loaded.config

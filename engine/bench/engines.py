@@ -25,6 +25,7 @@ class TimedBackend:
         self.name = backend.name
         self.precision = backend.precision
         self.batched_joint = backend.batched_joint
+        self.batch_exact = backend.batch_exact
         self.info = backend.info
 
     def initial_state(self, batch: int = 1) -> EncoderState:

@@ -30,6 +30,7 @@ class ScriptedBackend:
     name = "scripted"
     precision = "fp32"
     batched_joint = False  # joint() reads row 0 only
+    batch_exact = False  # one stream
 
     def __init__(
         self,

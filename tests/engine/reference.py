@@ -96,6 +96,7 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 
 class NumpyHeads:
     batched_joint = True
+    batch_exact = False  # replays one stream
 
     def __init__(self, w: dict[str, np.ndarray]) -> None:
         self.w = w
