@@ -4,12 +4,17 @@
                 [--int8-method dynamic static] [--lookahead-ms 480 80] [--decoder rnnt|ctc] [--threads N]
                 [--device cpu|cuda] [--audio FILE] [--seconds S] [--warmup-s S] [--against sherpa-onnx] [--minutes N]
                 [--out DIR] [--cache DIR] [--seed N] [--profile]
+    ouvir bench --streams N [--model M] [--backend B] [--lookahead-ms MS] [--decoder D] [--threads N]
+                [--audio FILE] [--seconds S] [--out DIR]
 
 Every configuration (backend x precision x look-ahead) runs in a fresh process (worker.py) on the same
 audio, looped to ``--seconds``, after a warm-up stream; with ``--against sherpa-onnx`` sherpa-onnx runs
 each onnx configuration's ONNX files right after it, with the same audio and threads; ``--minutes N`` adds
 a long run of the first configuration that ran. Writes bench.json, bench.md and PNG plots to ``--out``; exits
 with 1 when an export or a run failed (the others are still measured and reported).
+
+``--streams N`` instead measures how many concurrent real-time streams the model (default: the shipped default
+model) sustains in this process, batched vs one at a time (streams.py); writes streams.json and streams.md.
 """
 
 from __future__ import annotations
@@ -50,7 +55,7 @@ LARGE_DEFAULT_LOOKAHEAD_MS = 1040  # the recipe's att_context_size [70, 13]
 
 def add_bench_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = subparsers.add_parser("bench", help="measure real-time factor, chunk latency, memory; against sherpa-onnx")
-    src = p.add_mutually_exclusive_group(required=True)
+    src = p.add_mutually_exclusive_group()  # one of them is required, except with --streams
     src.add_argument("--model", type=Path, help="a .nemo / ouvir checkpoint, a bundle directory, or a pulled model's "
                      "name (ouvir models list)")
     src.add_argument("--config", choices=("large",),
@@ -80,6 +85,9 @@ def add_bench_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     p.add_argument("--seed", type=int, default=0, help="--config large: weight and tokenizer seed")
     p.add_argument("--profile", action="store_true",
                    help="sample every run with py-spy (pip install py-spy): profile-<run>.svg flame graphs in --out")
+    p.add_argument("--streams", type=int, default=None, metavar="N",
+                   help="concurrent real-time streams sustained, batched vs one at a time, trying 1, 2, 4, ... N "
+                        "(default model: the shipped one)")
     p.set_defaults(func=run_bench)
     return p
 
@@ -93,6 +101,11 @@ def default_audio() -> Path:
 def run_bench(args: argparse.Namespace) -> int:
     from ouvir.engine.bench.audio import read_audio
 
+    if args.streams is not None:
+        return run_streams(args)
+    if args.model is None and args.config is None:
+        print("ouvir bench: one of the arguments --model --config is required", file=sys.stderr)
+        return 2
     machine = machine_info(args.threads, args.device)  # load average before this run adds its own
     audio_path = args.audio or default_audio()
     samples, conversion = read_audio(audio_path)
@@ -137,6 +150,34 @@ def run_bench(args: argparse.Namespace) -> int:
              "seconds": args.seconds, "warmup_s": args.warmup_s}
     _write(args, machine, source, audio, runs, skipped, failed)
     return 1 if failed else 0
+
+
+def run_streams(args: argparse.Namespace) -> int:
+    from ouvir.engine.backends import open_backend
+    from ouvir.engine.bench.audio import read_audio
+    from ouvir.engine.bench.streams import capacity, markdown
+    from ouvir.engine.default_model import default_model
+    from ouvir.engine.recognizer import Recognizer
+
+    if args.streams < 1 or args.config is not None:
+        print("ouvir bench --streams: N >= 1, with --model (or the default model), not --config", file=sys.stderr)
+        return 2
+    backend = args.backend[0] if args.backend else None
+    model, backend = (args.model, backend) if args.model is not None else default_model(backend, None)
+    lookahead = args.lookahead_ms[0] if args.lookahead_ms else None
+    rec = Recognizer(open_backend(model, backend, None, lookahead, args.threads, args.device), args.decoder)
+    samples, _ = read_audio(args.audio or default_audio())
+    result = {"model": str(model), "backend": rec.backend.name, "precision": rec.backend.precision,
+              "decoder": rec.decoder, "threads": args.threads, "batch_exact": rec.backend.batch_exact,
+              "machine": machine_info(args.threads, args.device),
+              **capacity(rec, samples, args.streams, args.seconds)}
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "streams.json").write_text(json.dumps(result, indent=1) + "\n")
+    text = markdown(result)
+    (args.out / "streams.md").write_text(text)
+    print(text)
+    print(f"ouvir bench: wrote {args.out / 'streams.json'}, {args.out / 'streams.md'}", file=sys.stderr)
+    return 0
 
 
 def _prepare(base: RunSpec, source: ModelSource, cfg: Config, failed: list[str]) -> RunSpec | None:
