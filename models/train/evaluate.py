@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ouvir.engine.audio import FileSource
+from ouvir.engine.bench.paths import portable_paths
 from ouvir.engine.recognizer import Recognizer
 from ouvir.models.train.batching import Utterance, read_split
 from ouvir.models.train.wer import word_error_rate
@@ -163,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
         report = {"model": str(a.model), "data": str(a.data), "split": a.split, "references": refs,
                   "scores": [{**asdict(s), **({"breakdown": b} if b else {})}
                              for s, b in zip(scores, breakdowns or [None] * len(scores), strict=True)]}
-        a.out.write_text(json.dumps(report, indent=1))
+        a.out.write_text(json.dumps(portable_paths(report), indent=1))
     return 0
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ouvir.engine.bench.paths import portable_paths
 from ouvir.models.train.batching import read_split
 from ouvir.models.train.evaluate import evaluate, load_audio
 from ouvir.models.train.text import spell_number
@@ -128,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.out is not None:
         report = {"date": date.today().isoformat(), "model": str(a.model), "data": str(a.data),
                   "utterance_count": len(result.utterances), **asdict(result)}
-        a.out.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+        a.out.write_text(json.dumps(portable_paths(report), indent=1) + "\n", encoding="utf-8")
     return 0
 
 
