@@ -164,6 +164,7 @@ def demo(args: argparse.Namespace) -> int:
             refs.append(sample.text)
             hyps.append(" ".join(t for t in finals if t))
             print(f"  expected: {sample.text}")
+            print(f"  WER {100 * word_error_rate(refs[-1:], hyps[-1:]):.1f} %")
     if refs:
         print(f"WER {100 * word_error_rate(refs, hyps):.1f} % over {len(refs)} samples")
     return 0

@@ -68,7 +68,7 @@ def test_ouvir_demo_prints_each_sample_and_the_wer(texts) -> None:
     assert "onnx backend, rnnt decoder, look-ahead 480 ms" in out.stderr
     for sample, hyp in zip(samples(), texts[("onnx", "fp32")], strict=True):
         assert f"{sample.path.name}:\n" in out.stdout
-        assert f"  expected: {sample.text}\n" in out.stdout
+        assert f"  expected: {sample.text}\n  WER {100 * word_error_rate([sample.text], [hyp]):.1f} %\n" in out.stdout
         assert hyp in out.stdout
     refs = [s.text for s in samples()]
     assert f"WER {100 * word_error_rate(refs, texts[('onnx', 'fp32')]):.1f} % over {len(refs)} samples" in out.stdout
