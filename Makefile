@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check -q
 APT_PKGS := pulseaudio pulseaudio-utils libasound2-plugins libportaudio2 portaudio19-dev libsndfile1 \
             espeak-ng sox zsh flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts \
-            fortunes-min wordnet-base bible-kjv wamerican
+            fortunes wordnet-base bible-kjv wamerican
 STAMP := $(VENV)/.ouvir-installed
 
 .PHONY: test demo system venv lint clean

@@ -90,8 +90,8 @@ def offline_texts(model_path: Path, audios: Sequence[np.ndarray], context: tuple
     return texts
 
 
-def evaluate(model: Path, utts: Sequence[Utterance], backend: str | None, precision: str, lookahead_ms: int | None,
-             decoder: str | None, offline: bool) -> list[Score]:
+def evaluate(model: Path, utts: Sequence[Utterance], backend: str | None, precision: str | None,
+             lookahead_ms: int | None, decoder: str | None, offline: bool) -> list[Score]:
     audios = [load_audio(u.path) for u in utts]
     refs = [u.text for u in utts]
     audio_s = sum(len(a) for a in audios) / 16000
@@ -99,6 +99,7 @@ def evaluate(model: Path, utts: Sequence[Utterance], backend: str | None, precis
     ms = round(rec.info.lookahead_ms)
     start = time.process_time()
     hyps = streaming_texts(rec, audios)
+    precision = rec.backend.precision  # what ran: a bundle runs as what it holds
     scores = [Score("streaming", rec.backend.name, precision, ms, rec.decoder, word_error_rate(refs, hyps),
                     len(utts), audio_s, time.process_time() - start, tuple(hyps))]
     if offline:
@@ -139,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", type=Path, required=True, help="dataset folder (test.jsonl or test.pack/)")
     p.add_argument("--split", default="test")
     p.add_argument("--backend", choices=("torch", "onnx", "pte"), default=None)
-    p.add_argument("--precision", choices=("fp32", "int8"), default="fp32")
+    p.add_argument("--precision", choices=("fp32", "int8"), default=None, help="default: what the model holds")
     p.add_argument("--lookahead-ms", type=int, nargs="*", default=[None])
     p.add_argument("--decoder", choices=("rnnt", "ctc"), default=None)
     p.add_argument("--offline", action="store_true", help="also the offline WER (torch checkpoints only)")

@@ -90,7 +90,7 @@ class Comparison:
     utterances: tuple[UtteranceResult, ...]
 
 
-def compare(model: Path, data: Path, backend: str | None, precision: str, lookahead_ms: int | None,
+def compare(model: Path, data: Path, backend: str | None, precision: str | None, lookahead_ms: int | None,
             decoder: str | None) -> Comparison:
     utts = read_split(data, SPLIT)
     refs = [normalize_text(u.text) for u in utts]
@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", type=Path, required=True, help=".ouvir / .nemo checkpoint or bundle directory")
     p.add_argument("--data", type=Path, default=Path("bench/human"), help="folder with manifest.jsonl")
     p.add_argument("--backend", choices=("torch", "onnx", "pte"), default=None)
-    p.add_argument("--precision", choices=("fp32", "int8"), default="fp32")
+    p.add_argument("--precision", choices=("fp32", "int8"), default=None, help="default: what the model holds")
     p.add_argument("--lookahead-ms", type=int, default=None)
     p.add_argument("--decoder", choices=("rnnt", "ctc"), default=None)
     p.add_argument("--out", type=Path, default=None, help="JSON report")

@@ -20,12 +20,12 @@ pytest.importorskip("torch")
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 OUVIR = Path(sys.executable).with_name("ouvir")
 MAX_BYTES = 30_000_000  # the "<= 30 MB in all"
-# Regression guards at the shipped model's measured level (README, "The default model"): every build 75.9 % WER
-# on the samples, sherpa-onnx's text (its own fbank and chunk grid) 39 % of ouvir's words apart - as far as
-# ouvir's own text moves when the samples are delayed by half a hop (80 samples), the offset of sherpa-onnx's Kaldi
-# framing (README, "Export and bundles"). The goal is 10 % WER; a retrained model tightens these.
-MAX_SAMPLE_WER = 0.80
-MAX_SHERPA_DISAGREEMENT = 0.45  # word edits between sherpa-onnx's and ouvir's text, per ouvir word
+# Regression guards at the shipped model's measured level (README, "The default model"; 64 % WER on the held-out
+# test set): the onnx fp32 build 64.7 % WER on its three samples (the model of sessions 1-3: 75.9 % on its own
+# samples), and sherpa-onnx's text (its own fbank and chunk grid, Kaldi framing half a hop, 80 samples, after
+# ouvir's) within the bound below of ouvir's words. The goal is 10 % WER; a better model tightens these.
+MAX_SAMPLE_WER = 0.70
+MAX_SHERPA_DISAGREEMENT = 0.40  # word edits between sherpa-onnx's and ouvir's text, per ouvir word (33 % measured)
 
 
 @pytest.fixture(scope="module")
