@@ -149,10 +149,14 @@ class OnlineAugment:
     snr_db: tuple[float, float] = (10.0, 40.0)
     p_reverb: float = 0.1
     rt60_s: tuple[float, float] = (0.1, 0.5)
+    p_shift: float = 0.0  # voice shift (pitch + formants, sox): a new speaker each epoch; 0 draws nothing
+    shift_cents: tuple[float, float] = (-400.0, 300.0)
 
     def __call__(self, audio: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         from ouvir.models.train import augment  # soxr + the data recipe: only when augmenting
 
+        if self.p_shift > 0 and rng.random() < self.p_shift:
+            audio = augment.shift_voice(audio, float(rng.uniform(*self.shift_cents)))
         if rng.random() < self.p_speed:
             audio = augment.change_speed(audio, float(rng.uniform(*self.speed)))
         if rng.random() < self.p_reverb:

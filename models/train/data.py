@@ -31,7 +31,7 @@ import soundfile as sf
 from tqdm import tqdm
 
 from . import augment
-from .text import Corpus, load_corpus, word_list_sentence
+from .text import Corpus, load_corpus, read_corpus, save_corpus, word_list_sentence
 from .tts import (
     SAMPLE_RATE,
     TEST_VOICES,
@@ -99,11 +99,19 @@ def _rng(seed: int, split: str, *key: int) -> np.random.Generator:
     return np.random.default_rng([seed, SPLITS[split], *key])
 
 
-def plan(corpus: Corpus, split: str, count: int, seed: int) -> list[Utterance]:
-    """The first `count` utterances of `split` (see the module docstring)."""
+def engine_weights(split: str, engines: tuple[str, ...] | None = None) -> dict[str, float]:
+    """The split's engine shares, restricted to `engines` (renormalized; None: all of the recipe's)."""
+    weights = {e: w for e, w in ENGINE_WEIGHTS[split].items() if engines is None or e in engines}
+    if not weights:
+        raise ValueError(f"no {split} engine among {engines} (the recipe has {', '.join(ENGINE_WEIGHTS[split])})")
+    return {e: w / sum(weights.values()) for e, w in weights.items()}
+
+
+def plan(corpus: Corpus, split: str, count: int, seed: int, engines: tuple[str, ...] | None = None) -> list[Utterance]:
+    """The first `count` utterances of `split` (see the module docstring), from `engines` only if given."""
     pool = corpus.train if split == "train" else corpus.test
     order = _rng(seed, split, 0).permutation(len(pool))  # (len(pool),)
-    engines = ENGINE_WEIGHTS[split]
+    engines_p = engine_weights(split, engines)
     utterances = []
     for i in range(count):
         rng = _rng(seed, split, 1, i)
@@ -111,7 +119,7 @@ def plan(corpus: Corpus, split: str, count: int, seed: int) -> list[Utterance]:
             source, text = "words", word_list_sentence(rng, corpus.words)
         else:
             source, text = pool[order[i % len(pool)]]
-        engine = str(rng.choice(list(engines), p=list(engines.values())))
+        engine = str(rng.choice(list(engines_p), p=list(engines_p.values())))
         voices = VOICES[split][engine]
         voice = voices[int(rng.integers(len(voices)))]
         prosody = Prosody(rate=round(float(rng.uniform(*RATE)), 3), pitch=round(float(rng.uniform(*PITCH)), 2))
@@ -170,8 +178,8 @@ def _run(jobs: list[tuple[Utterance, Path]], banks: dict[str, np.ndarray], worke
         yield from pool.imap_unordered(_write_one, jobs, chunksize=4)
 
 
-def _check_recipe(out_dir: Path, seed: int) -> None:
-    recipe = {"recipe": RECIPE, "seed": seed}
+def _check_recipe(out_dir: Path, seed: int, engines: tuple[str, ...] | None) -> None:
+    recipe = {"recipe": RECIPE, "seed": seed} | ({} if engines is None else {"engines": sorted(engines)})
     path = out_dir / "recipe.json"
     if path.exists():
         found = json.loads(path.read_text())
@@ -194,16 +202,20 @@ def _speed(audio_s: float, cpu_s: float, n: int) -> dict:
     }  # fmt: skip
 
 
-def build_dataset(out_dir: Path | str, n_train: int, n_test: int, seed: int = 0, workers: int = 2) -> dict:
-    """Write (or complete) the dataset in `out_dir`; returns the stats also written to stats.json."""
-    check_engines()
+def build_dataset(out_dir: Path | str, n_train: int, n_test: int, seed: int = 0, workers: int = 2,
+                  engines: tuple[str, ...] | None = None, corpus_file: Path | None = None) -> dict:
+    """Write (or complete) the dataset in `out_dir`; returns the stats also written to stats.json.
+
+    `engines` restricts the synthesizers (None: the recipe's); `corpus_file` (written by `text.save_corpus`)
+    replaces the Debian text packages."""
+    check_engines(tuple(ENGINE_WEIGHTS["train"]) if engines is None else engines)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    _check_recipe(out_dir, seed)
+    _check_recipe(out_dir, seed, engines)
     wall_start, times_start = time.perf_counter(), os.times()
-    corpus = load_corpus()
+    corpus = load_corpus() if corpus_file is None else read_corpus(corpus_file)
     counts = {"train": n_train, "test": n_test}
-    utterances = {split: plan(corpus, split, n, seed) for split, n in counts.items()}
+    utterances = {split: plan(corpus, split, n, seed, engines) for split, n in counts.items()}
     records: dict[str, dict[int, dict]] = {split: {} for split in counts}
     jobs = []
     for split, utts in utterances.items():
@@ -278,8 +290,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--test", type=int, required=True, help="test utterances (held-out voices and text)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=2, help="synthesis processes")
+    parser.add_argument("--engines", nargs="+", choices=sorted(ENGINE_WEIGHTS["train"]),
+                        help="only these synthesizers (their shares renormalized); default: all")
+    parser.add_argument("--corpus", type=Path, help="a saved corpus (text.save_corpus) instead of the Debian texts")
+    parser.add_argument("--save-corpus", type=Path, help="write the corpus to this file and exit")
     args = parser.parse_args(argv)
-    stats = build_dataset(args.out, args.train, args.test, args.seed, args.workers)
+    if args.save_corpus:
+        save_corpus(load_corpus(), args.save_corpus)
+        return
+    engines = None if args.engines is None else tuple(args.engines)
+    stats = build_dataset(args.out, args.train, args.test, args.seed, args.workers, engines, args.corpus)
     print(json.dumps({"splits": stats["splits"], "this_run": stats["this_run"]}, indent=2))
 
 

@@ -76,6 +76,7 @@ class Recipe:
     dropout: float = 0.1  # encoder dropout (NeMo's 0.1); the prediction net and joint keep 0.2
     fastemit_lambda: float = 5e-3
     augment: bool = True  # on-the-fly waveform augmentation (OnlineAugment) besides SpecAugment
+    online_shift: float = 0.0  # share of training utterances given an on-the-fly voice shift (needs sox)
     seed: int = 0
     init_from: str = ""  # an ouvir checkpoint whose weights and tokenizer start the run ("" = random init)
     extra: dict[str, Any] = field(default_factory=dict)  # free-form notes stored with the run

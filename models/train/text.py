@@ -16,7 +16,9 @@ sentence can never be drawn for training, whichever source or generator produced
 
 from __future__ import annotations
 
+import gzip
 import hashlib
+import json
 import re
 import subprocess
 from dataclasses import dataclass
@@ -204,6 +206,19 @@ def load_corpus(sources: TextSources = TextSources()) -> Corpus:
     test = tuple((s, t) for t, s in items if is_test_text(t))
     words = tuple(sorted(load_vocabulary(sources.words, common_only=True)))
     return Corpus(train=train, test=test, words=words)
+
+
+def save_corpus(corpus: Corpus, path: Path | str) -> None:
+    """Write `corpus` as gzipped JSON (a machine without the Debian text packages reads it with `read_corpus`)."""
+    data = {"train": corpus.train, "test": corpus.test, "words": corpus.words}
+    Path(path).write_bytes(gzip.compress(json.dumps(data).encode(), mtime=0))
+
+
+def read_corpus(path: Path | str) -> Corpus:
+    """A corpus written by `save_corpus`."""
+    data = json.loads(gzip.decompress(Path(path).read_bytes()))
+    pairs = {split: tuple((str(s), str(t)) for s, t in data[split]) for split in ("train", "test")}
+    return Corpus(train=pairs["train"], test=pairs["test"], words=tuple(data["words"]))
 
 
 def word_list_sentence(rng: np.random.Generator, words: tuple[str, ...]) -> str:
