@@ -13,13 +13,16 @@ import pytest
 import soundfile as sf
 
 from ouvir.models.train import augment
-from ouvir.models.train.data import build_dataset, load_manifest, plan
+from ouvir.models.train.batching import OnlineAugment
+from ouvir.models.train.data import build_dataset, engine_weights, load_manifest, plan
 from ouvir.models.train.text import (
     TextSources,
     is_test_text,
     load_corpus,
     load_vocabulary,
     normalize,
+    read_corpus,
+    save_corpus,
     spell_number,
     split_sentences,
     word_list_sentence,
@@ -240,6 +243,40 @@ def test_plan_is_a_function_of_seed_and_index(corpus):
     assert {"words", "wordnet", "bible"} <= {u.source for u in train}
 
 
+@needs_text
+def test_a_saved_corpus_plans_the_same_utterances(corpus, tmp_path):
+    save_corpus(corpus, tmp_path / "corpus.json.gz")
+    saved = read_corpus(tmp_path / "corpus.json.gz")
+    assert saved == corpus
+    assert plan(saved, "train", 50, seed=3) == plan(corpus, "train", 50, seed=3)
+
+
+@needs_text
+def test_engines_restrict_the_plan_and_keep_the_test_split(corpus):
+    assert engine_weights("train", ("espeak-ng", "flite")) == pytest.approx({"espeak-ng": 0.4 / 0.85,
+                                                                            "flite": 0.45 / 0.85})
+    train = plan(corpus, "train", 200, seed=1, engines=("espeak-ng", "flite"))
+    assert {u.voice.engine for u in train} == {"espeak-ng", "flite"}
+    assert not any(is_test_text(u.text) for u in train)
+    assert plan(corpus, "test", 40, seed=0, engines=("espeak-ng", "flite")) == plan(corpus, "test", 40, seed=0)
+    with pytest.raises(ValueError, match="no test engine"):
+        plan(corpus, "test", 5, seed=0, engines=("festival",))
+
+
+def test_online_voice_shift_moves_pitch_and_draws_nothing_when_off():
+    t = np.arange(SAMPLE_RATE, dtype=np.float32) / SAMPLE_RATE
+    tone = 0.3 * np.sin(2 * np.pi * 200.0 * t).astype(np.float32)  # (16000,)
+    off = OnlineAugment(p_speed=0.0, p_noise=0.0, p_reverb=0.0)
+    rng = np.random.default_rng(0)
+    np.testing.assert_array_equal(off(tone, rng), tone)
+    assert rng.random() == np.random.default_rng(0).random(4)[3]  # the 3 draws of speed, reverb, noise: no more
+    down = OnlineAugment(p_speed=0.0, p_noise=0.0, p_reverb=0.0, p_shift=1.0, shift_cents=(-1200.0, -1200.0))
+    shifted = down(tone, np.random.default_rng(0))
+    spectrum = np.abs(np.fft.rfft(shifted[2000:14000]))
+    peak_hz = np.argmax(spectrum) * SAMPLE_RATE / 12000
+    assert abs(len(shifted) - len(tone)) < 200 and abs(peak_hz - 100.0) < 5.0
+
+
 def _wav_bytes(root: Path) -> dict[str, bytes]:
     return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.glob("*/*.wav"))}
 
@@ -275,3 +312,5 @@ def test_build_dataset_is_deterministic_and_resumable(tmp_path):
     assert (tmp_path / "a" / "train.jsonl").read_text() == manifest
     with pytest.raises(ValueError, match="seed"):
         build_dataset(tmp_path / "a", n_train=5, n_test=2, seed=5, workers=1)
+    with pytest.raises(ValueError, match="engines"):  # a folder holds one recipe: not a subset of its engines
+        build_dataset(tmp_path / "a", n_train=5, n_test=2, seed=4, workers=1, engines=("flite",))
