@@ -1,4 +1,5 @@
-"""Seeded waveform augmentation in numpy (and sox): voice shift, speed, silence padding, reverb, noise, level.
+"""Seeded waveform augmentation in numpy (and sox): voice shift, speed, silence padding, reverb, noise, level,
+telephone channel (band and mu-law codec; on the fly only, `batching.OnlineAugment`).
 
 `sample_params(rng, cfg)` draws one `AugmentParams` (stored in the manifest next to each utterance);
 `apply(audio, params, rng, babble)` renders it. Both take an explicit generator, so a seed fixes the
@@ -85,6 +86,23 @@ def shift_voice(audio: np.ndarray, cents: float) -> np.ndarray:
 def change_speed(audio: np.ndarray, factor: float) -> np.ndarray:
     """Speed perturbation by resampling (tempo and pitch together): length / factor."""
     return soxr.resample(audio, SAMPLE_RATE * factor, SAMPLE_RATE, quality="HQ").astype(np.float32)
+
+
+def telephone(audio: np.ndarray, mu: float = 255.0) -> np.ndarray:
+    """A narrow-band telephone channel: 300-3400 Hz (through 8 kHz sampling and an FFT band mask), then G.711
+    mu-law 8-bit coding and decoding; back at 16 kHz, same length."""
+    narrow = soxr.resample(audio, SAMPLE_RATE, 8000, quality="HQ")  # (N/2,)
+    spectrum = np.fft.rfft(narrow)
+    freqs = np.fft.rfftfreq(len(narrow), d=1 / 8000)
+    spectrum[(freqs < 300.0) | (freqs > 3400.0)] = 0.0
+    narrow = np.fft.irfft(spectrum, n=len(narrow))
+    peak = float(np.max(np.abs(narrow))) if len(narrow) else 0.0
+    scale = 0.99 / peak if peak > 0.99 else 1.0  # mu-law codes [-1, 1]
+    x = narrow * scale
+    code = np.round(np.sign(x) * np.log1p(mu * np.abs(x)) / np.log1p(mu) * 127.0)  # 8-bit: -127..127
+    y = np.sign(code) * np.expm1(np.abs(code) / 127.0 * np.log1p(mu)) / mu
+    wide = soxr.resample(y / scale, 8000, SAMPLE_RATE, quality="HQ")
+    return np.pad(wide, (0, max(0, len(audio) - len(wide))))[: len(audio)].astype(np.float32)
 
 
 def colored_noise(rng: np.random.Generator, n: int, kind: str) -> np.ndarray:

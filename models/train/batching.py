@@ -151,6 +151,7 @@ class OnlineAugment:
     rt60_s: tuple[float, float] = (0.1, 0.5)
     p_shift: float = 0.0  # voice shift (pitch + formants, sox): a new speaker each epoch; 0 draws nothing
     shift_cents: tuple[float, float] = (-400.0, 300.0)
+    p_telephone: float = 0.0  # a telephone channel (300-3400 Hz, mu-law) after the noise; 0 draws nothing
 
     def __call__(self, audio: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         from ouvir.models.train import augment  # soxr + the data recipe: only when augmenting
@@ -167,6 +168,8 @@ class OnlineAugment:
             fast = 1 << (len(audio) - 1).bit_length()  # a power-of-two FFT: ~10x faster than odd lengths
             noise = augment.colored_noise(rng, fast, kind)[: len(audio)]  # (N,)
             audio = audio + noise * (augment.rms(audio) * 10 ** (-snr / 20))
+        if self.p_telephone > 0 and rng.random() < self.p_telephone:
+            audio = augment.telephone(audio)
         peak = float(np.max(np.abs(audio))) if len(audio) else 0.0
         return (audio * (0.99 / peak) if peak > 0.99 else audio).astype(np.float32)
 

@@ -77,6 +77,7 @@ class Recipe:
     fastemit_lambda: float = 5e-3
     augment: bool = True  # on-the-fly waveform augmentation (OnlineAugment) besides SpecAugment
     online_shift: float = 0.0  # share of training utterances given an on-the-fly voice shift (needs sox)
+    online_telephone: float = 0.0  # share given an on-the-fly telephone channel (300-3400 Hz, mu-law)
     seed: int = 0
     init_from: str = ""  # an ouvir checkpoint whose weights and tokenizer start the run ("" = random init)
     extra: dict[str, Any] = field(default_factory=dict)  # free-form notes stored with the run

@@ -209,8 +209,9 @@ def train(recipe: Recipe, opts: RunOptions, resume: bool = False) -> Progress:
     del state
     specaug = SpecAugmentConfig.from_dict(cfg.spec_augment)
     train_rnnt = recipe.ctc_weight < 1.0
-    train_set = SpeechDataset(train_utts, cfg.features, tokenizer_model,
-                              OnlineAugment(p_shift=recipe.online_shift) if recipe.augment else None, dither=True)
+    online = OnlineAugment(p_shift=recipe.online_shift, p_telephone=recipe.online_telephone)
+    train_set = SpeechDataset(train_utts, cfg.features, tokenizer_model, online if recipe.augment else None,
+                              dither=True)
     val_set = SpeechDataset(val_utts, cfg.features, tokenizer_model)
     val_batches = [[(i, 0) for i in b] for b in bucket_batches([u.duration for u in val_utts],
                                                                  2 * recipe.batch_seconds, 0, shuffle=False)]
@@ -357,6 +358,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--no-augment", action="store_true", help="no on-the-fly waveform augmentation")
     p.add_argument("--online-shift", type=float, default=defaults.online_shift,
                    help="share of training utterances given an on-the-fly voice shift (sox pitch)")
+    p.add_argument("--online-telephone", type=float, default=defaults.online_telephone,
+                   help="share of training utterances sent through a telephone channel (300-3400 Hz, mu-law)")
     p.add_argument("--init-from", default="", help="start from this ouvir checkpoint's weights and tokenizer")
     p.add_argument("--freq-masks", type=int, default=defaults.freq_masks, help="SpecAugment frequency masks")
     p.add_argument("--time-masks", type=int, default=defaults.time_masks, help="SpecAugment time masks")
@@ -370,7 +373,7 @@ def main(argv: list[str] | None = None) -> None:
                     peak_lr=a.peak_lr, warmup_steps=a.warmup_steps, augment=not a.no_augment, seed=a.seed,
                     freq_masks=a.freq_masks, time_masks=a.time_masks, init_from=a.init_from,
                     ctc_weight=a.ctc_weight, dropout=a.dropout, freeze_encoder=a.freeze_encoder,
-                    online_shift=a.online_shift)
+                    online_shift=a.online_shift, online_telephone=a.online_telephone)
     opts = RunOptions(data=a.data, out=a.out, device=a.device, workers=a.workers, threads=a.threads,
                       max_minutes=a.max_minutes, max_steps=a.max_steps, log_every=a.log_every,
                       val_every=a.val_every, save_every=a.save_every, keep_best=a.keep_best,

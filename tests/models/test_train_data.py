@@ -277,6 +277,27 @@ def test_online_voice_shift_moves_pitch_and_draws_nothing_when_off():
     assert abs(len(shifted) - len(tone)) < 200 and abs(peak_hz - 100.0) < 5.0
 
 
+def test_telephone_channel_keeps_300_to_3400_hz_in_256_levels():
+    t = np.arange(2 * SAMPLE_RATE) / SAMPLE_RATE
+    tones = {hz: 0.2 * np.sin(2 * np.pi * hz * t) for hz in (100.0, 1000.0, 3000.0, 5000.0)}
+    out = augment.telephone(sum(tones.values()).astype(np.float32))
+    assert out.shape == (2 * SAMPLE_RATE,) and out.dtype == np.float32
+    spectrum = np.abs(np.fft.rfft(out[4000:-4000]))
+    freqs = np.fft.rfftfreq(len(out) - 8000, d=1 / SAMPLE_RATE)
+
+    def level(hz: float) -> float:
+        return float(spectrum[np.abs(freqs - hz) < 5].max())
+
+    assert level(1000.0) > 0.8 * level(3000.0) > 0.0  # the band passes
+    assert level(100.0) < 0.01 * level(1000.0) and level(5000.0) < 0.01 * level(1000.0)  # outside: gone
+    loud = 0.5 * np.sin(2 * np.pi * 1000.0 * t).astype(np.float32)
+    error = augment.telephone(loud)[4000:-4000] - loud[4000:-4000]
+    assert 1e-4 < augment.rms(error) < 0.03 * augment.rms(loud)  # mu-law: coarse but close (~38 dB SNR)
+    rng = np.random.default_rng(0)
+    on = OnlineAugment(p_speed=0.0, p_noise=0.0, p_reverb=0.0, p_telephone=1.0)
+    np.testing.assert_allclose(on(loud, rng), augment.telephone(loud), atol=1e-6)
+
+
 def _wav_bytes(root: Path) -> dict[str, bytes]:
     return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.glob("*/*.wav"))}
 
