@@ -14,6 +14,7 @@ import contextlib
 import logging
 import socket
 import threading
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -161,8 +162,8 @@ class CaptionServer:
 
     def _check_request(self, connection: ServerConnection, request: Request) -> Response | None:
         refusal = request_error(request.path, request.headers.get("Authorization"), self.config.token)
-        if refusal is None and len(self._clients) >= self.config.max_clients:
-            refusal = (503, f"at most {self.config.max_clients} clients\n")
+        if refusal is None:
+            refusal = self._capacity_refusal(connection)
         if refusal is None:
             return None
         status, reason = refusal
@@ -188,22 +189,35 @@ class CaptionServer:
             self._offer(client, self._last_health)
         client.sender = asyncio.create_task(self._send_loop(client))
         try:
-            async for frame in ws:
-                try:
-                    request = schema.parse_inbound(frame)
-                except schema.ProtocolError as e:
-                    await self._refuse(client, e)
-                    return
-                if isinstance(request, schema.Subscribe):
-                    client.events = request.events
-                else:
-                    self._offer(client, schema.encode(schema.message("pong", id=request.id)))
+            await self._serve(client)
         except ConnectionClosed:
             pass
         finally:
             client.sender.cancel()
             self._clients.discard(client)
             self.stats.connected = len(self._clients)
+
+    def _capacity_refusal(self, connection: ServerConnection) -> tuple[int, str] | None:
+        """(HTTP status, reason) when one more client would exceed the limits, else None."""
+        if len(self._clients) >= self.config.max_clients:
+            return 503, f"at most {self.config.max_clients} clients\n"
+        return None
+
+    async def _serve(self, client: _Client) -> None:
+        """Answer the client's requests until it goes away (a caption client only subscribes and pings)."""
+        async for frame in client.ws:
+            try:
+                request = schema.parse_inbound(frame)
+            except schema.ProtocolError as e:
+                await self._refuse(client, e)
+                return
+            self._answer(client, request)
+
+    def _answer(self, client: _Client, request: schema.Subscribe | schema.Ping) -> None:
+        if isinstance(request, schema.Subscribe):
+            client.events = request.events
+        else:
+            self._offer(client, schema.encode(schema.message("pong", id=request.id)))
 
     async def _refuse(self, client: _Client, e: schema.ProtocolError) -> None:
         self.stats.rejected_protocol += 1
@@ -249,7 +263,11 @@ class CaptionServer:
         while not client.queue.empty():  # release the queued messages now
             client.queue.get_nowait()
         client.unsent = 0
-        task = asyncio.ensure_future(self._close_or_abort(client.ws, CLOSE_POLICY, "slow consumer"))
+        self._spawn(self._close_or_abort(client.ws, CLOSE_POLICY, "slow consumer"))
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` on the loop, keeping a reference until it is done."""
+        task = asyncio.ensure_future(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 

@@ -43,3 +43,18 @@ def onnx_bundle(request, nemo_dir) -> Path:
 
     torch.set_num_threads(1)
     return export_bundle(nemo, out, fmt="onnx", lookaheads=[LOOKAHEAD_MS], force=True, progress=False)
+
+
+@pytest.fixture
+def serve():
+    """``serve(server)`` starts a caption or audio server on loopback and stops it after the test: (server, url)."""
+    servers = []
+
+    def start(server):
+        _, port = server.start()
+        servers.append(server)
+        return server, f"ws://127.0.0.1:{port}/"
+
+    yield start
+    for s in servers:
+        s.stop()

@@ -24,18 +24,11 @@ HELLO = schema.message("hello", server="ouvir-host", protocol=schema.VERSION)
 
 
 @pytest.fixture
-def make_server():
-    servers: list[CaptionServer] = []
-
+def make_server(serve):
     def make(**kw) -> tuple[CaptionServer, str]:
-        server = CaptionServer(ServerConfig(**{"host": "127.0.0.1", "port": 0, **kw}), HELLO)
-        _, port = server.start()
-        servers.append(server)
-        return server, f"ws://127.0.0.1:{port}/"
+        return serve(CaptionServer(ServerConfig(**{"host": "127.0.0.1", "port": 0, **kw}), HELLO))
 
-    yield make
-    for s in servers:
-        s.stop()
+    return make
 
 
 def recv_json(ws, timeout: float = 5.0) -> dict:
