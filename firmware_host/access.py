@@ -37,6 +37,15 @@ class ServerConfig:
     drain_timeout_s: float = 2.0  # at shutdown: how long clients get to receive the last finals
 
 
+@dataclass(frozen=True)
+class AudioLimits:
+    """Per-client limits of the audio server (``--input clients``)."""
+
+    max_per_address: int = 4  # connections from one IP address (HTTP 429 beyond)
+    max_frame_bytes: int = 256 * 1024  # one binary frame (about 1.4 s of 48 kHz mono f32le; close 1009 beyond)
+    start_timeout_s: float = 10.0  # the start message must come this soon after the handshake
+
+
 def is_loopback(host: str) -> bool:
     """True for literal loopback addresses and 'localhost'; names are never resolved (a name could lie)."""
     if host == "localhost":

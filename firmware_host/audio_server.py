@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -28,19 +27,13 @@ from ouvir.engine.errors import NonFiniteAudioError
 from ouvir.engine.events import Event, Final, Overload, Partial
 from ouvir.engine.recognizer import Recognizer
 from ouvir.firmware_host import schema
-from ouvir.firmware_host.access import ServerConfig
+from ouvir.firmware_host.access import AudioLimits, ServerConfig
 from ouvir.firmware_host.batcher import BatchConfig, ServerStream, StreamBatcher
 from ouvir.firmware_host.monitor import HostMonitor
 from ouvir.firmware_host.server import CaptionServer, _Client
 
 DEFAULT_BATCH = BatchConfig()
-
-
-@dataclass(frozen=True)
-class AudioLimits:
-    max_per_address: int = 4  # connections from one IP address
-    max_frame_bytes: int = 256 * 1024  # one binary frame (about 1.4 s of 48 kHz mono f32le)
-    start_timeout_s: float = 10.0  # the start message must come this soon after the handshake
+DEFAULT_LIMITS = AudioLimits()
 
 
 class _Audio:
@@ -68,7 +61,7 @@ class AudioServer(CaptionServer):
     """``start()`` binds and starts the batching loop; ``stop()`` says bye, drains and closes, then stops it."""
 
     def __init__(self, config: ServerConfig, hello: dict[str, Any], recognizer: Recognizer,
-                 limits: AudioLimits = AudioLimits(), batch: BatchConfig = DEFAULT_BATCH) -> None:
+                 limits: AudioLimits = DEFAULT_LIMITS, batch: BatchConfig = DEFAULT_BATCH) -> None:
         super().__init__(dataclasses.replace(config, max_inbound_bytes=limits.max_frame_bytes), hello)
         self.limits = limits
         self.batcher = StreamBatcher(recognizer, batch)

@@ -2,6 +2,8 @@
 
     ouvir-host BUNDLE [--input mic|file|stdin] [--input-backend sounddevice|pyaudio] [--device D]
                       [--serve HOST:PORT] [--jsonl] [--lookahead-ms N] [--token T] [--save-audio FILE]
+    ouvir-host BUNDLE --input clients --serve HOST:PORT [--token T] [--max-clients N] [--max-per-address N]
+                      (clients send their own audio over the WebSocket and get its captions: audio_server.py)
 
 Exit codes: 0 done (input ended, or SIGTERM / SIGINT after flushing the last final), 1 the input failed
 (e.g. an unreadable file), 2 usage or unsafe configuration (or an unwritable --save-audio file), 3 the bundle
@@ -14,6 +16,7 @@ import argparse
 import importlib.util
 import logging
 import os
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -29,7 +32,7 @@ from ouvir.engine.errors import EngineError
 from ouvir.engine.loop import LoopConfig
 from ouvir.engine.recognizer import Recognizer
 from ouvir.firmware_host import access, schema
-from ouvir.firmware_host.access import AccessConfigError, ServerConfig
+from ouvir.firmware_host.access import AccessConfigError, AudioLimits, ServerConfig
 from ouvir.firmware_host.monitor import HostMonitor
 from ouvir.firmware_host.session import INPUTS, MIC_BACKENDS, HostSession, InputConfig, StoppableReader, open_source
 from ouvir.firmware_host.supervisor import BackoffConfig, JsonlSink, Outputs, Supervisor
@@ -39,6 +42,7 @@ log = logging.getLogger("ouvir.host")
 EXIT_OK, EXIT_INPUT, EXIT_USAGE, EXIT_BUNDLE, EXIT_BIND = 0, 1, 2, 3, 4
 HOST_BACKENDS = ("onnx",)  # bundle backends this torch-free host runs (see deploy/README.md, ".pte bundles")
 TOKEN_ENV = "OUVIR_HOST_TOKEN"
+CLIENTS = "clients"  # --input clients: the audio server
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,7 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Protocol and deployment: firmware_host/README.md and firmware_host/deploy/README.md.")
     p.add_argument("bundle", type=Path, help="bundle directory (manifest.json + graphs), verified at start")
     g = p.add_argument_group("input")
-    g.add_argument("--input", choices=INPUTS, default="mic")
+    g.add_argument("--input", choices=(*INPUTS, CLIENTS), default="mic",
+                   help=f"{CLIENTS}: WebSocket clients send audio (needs --serve); each gets its own captions")
     g.add_argument("--file", type=Path, help="audio file for --input file (played at real-time pace, like a mic)")
     g.add_argument("--input-backend", choices=MIC_BACKENDS, default="sounddevice")
     g.add_argument("--device", help="microphone: index or name substring (default: the default input)")
@@ -72,6 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--max-clients", type=int, default=ServerConfig.max_clients)
     g.add_argument("--client-queue", type=int, default=ServerConfig.queue_messages, metavar="N",
                    help="messages queued per client; a client that lets N pile up is dropped")
+    g.add_argument("--max-per-address", type=int, default=AudioLimits.max_per_address, metavar="N",
+                   help="--input clients: connections from one IP address")
     g.add_argument("--allow-origin", action="append", default=[], metavar="URL",
                    help="let browser pages from this Origin connect (repeatable; none by default)")
     g.add_argument("--report-interval", type=float, default=5.0, metavar="S", help="health + metrics period")
@@ -96,6 +103,9 @@ def configs(args: argparse.Namespace) -> tuple[InputConfig, ServerConfig | None]
         raise ValueError("--input file needs --file PATH")
     if args.file is not None and args.input != "file":
         raise ValueError("--file is only read with --input file")
+    if args.input == CLIENTS and (args.serve is None or args.jsonl or args.save_audio):
+        raise ValueError(f"--input {CLIENTS} needs --serve HOST:PORT (and takes no --jsonl or --save-audio): "
+                         "each client gets its own captions")
     if args.input == "mic" and importlib.util.find_spec(args.input_backend) is None:
         raise ValueError(f"--input-backend {args.input_backend}: the {args.input_backend} package is not installed"
                          + (" (pip install 'ouvir[pyaudio]')" if args.input_backend == "pyaudio" else ""))
@@ -150,6 +160,9 @@ def run(args: argparse.Namespace, input_cfg: InputConfig, server_cfg: ServerConf
 def host(args: argparse.Namespace, input_cfg: InputConfig, server_cfg: ServerConfig | None,
          recognizer: Recognizer, model: dict[str, Any]) -> int:
     """Run the host on a loaded recognizer until the input ends or a signal; ``model`` goes into ``hello``."""
+    if input_cfg.kind == CLIENTS:
+        assert server_cfg is not None
+        return _serve_clients(args, server_cfg, recognizer, model)
     with ExitStack() as stack:
         try:
             save = stack.enter_context(audio_writer(args.save_audio))
@@ -197,6 +210,36 @@ def _serve(args: argparse.Namespace, input_cfg: InputConfig, server_cfg: ServerC
     finally:
         if server is not None:
             server.stop()
+
+
+def _serve_clients(args: argparse.Namespace, server_cfg: ServerConfig, recognizer: Recognizer,
+                   model: dict[str, Any]) -> int:
+    """The audio server until SIGTERM / SIGINT: clients stream audio in, captions go back to each of them."""
+    from ouvir.firmware_host.audio_server import AudioServer
+    from ouvir.firmware_host.batcher import BatchConfig
+
+    limits, batch = AudioLimits(max_per_address=args.max_per_address), BatchConfig(max_lag_s=args.max_lag_s)
+    hello = schema.message("hello", server="ouvir-host", protocol=schema.VERSION, bundle=model,
+                           accepts=list(schema.AUDIO_INBOUND), max_message_bytes=schema.MAX_INBOUND_BYTES,
+                           audio={"formats": list(schema.AUDIO_FORMATS), "rates": list(schema.AUDIO_RATES),
+                                  "max_channels": schema.AUDIO_MAX_CHANNELS, "max_frame_bytes": limits.max_frame_bytes,
+                                  "max_lag_s": batch.max_lag_s})
+    server = AudioServer(server_cfg, hello, recognizer, limits, batch)
+    try:
+        host, port = server.start()
+    except OSError as e:
+        print(f"ouvir-host: cannot serve on {server_cfg.host}:{server_cfg.port}: {e}", file=sys.stderr)
+        return EXIT_BIND
+    log.info("serving captions on ws://%s:%d/ for clients' audio%s", host, port,
+             " (token required)" if server_cfg.token else "")
+    signals: list[int] = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda signum, frame: signals.append(signum))
+    while not signals:
+        time.sleep(0.2)
+    log.info("%s: stopping", signal.Signals(signals[0]).name)
+    server.stop()
+    return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -8,7 +8,10 @@ import contextlib
 import importlib.util
 import io
 import json
+import signal
 import socket
+import subprocess
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -23,10 +26,11 @@ from ouvir.engine import cli
 from ouvir.engine.default_model import default_model, samples
 from ouvir.engine.recognizer import Recognizer
 from ouvir.firmware_host import schema
-from ouvir.firmware_host.access import ServerConfig
-from ouvir.firmware_host.audio_server import AudioLimits, AudioServer
+from ouvir.firmware_host.access import AudioLimits, ServerConfig
+from ouvir.firmware_host.audio_server import AudioServer
 from ouvir.firmware_host.batcher import BatchConfig
 from tests.conftest import REPO
+from tests.firmware_host.e2e_host import StderrWatch
 
 TOKEN = "t0k3n-for-tests-0123456789"
 HELLO = schema.message("hello", server="ouvir-host", protocol=schema.VERSION)
@@ -196,3 +200,22 @@ def test_a_client_that_never_starts_is_closed(make_server):
         with pytest.raises(ConnectionClosed) as closed:
             ws.recv(timeout=5)
         assert closed.value.rcvd.code == 1008
+
+
+def test_ouvir_host_serves_clients_and_the_example_prints_what_transcribe_prints(clips):
+    model, _ = default_model("onnx", "fp32")
+    host = subprocess.Popen([sys.executable, "-m", "ouvir.firmware_host.cli", str(model), "--input", "clients",
+                             "--serve", "127.0.0.1:0", "--threads", "1"], stderr=subprocess.PIPE, text=True)
+    try:
+        watch = StderrWatch(host)
+        url = f"ws://127.0.0.1:{watch.port(timeout=60)}/"
+        path, texts = next(iter(clips.items()))
+        client = subprocess.run([sys.executable, str(REPO / "firmware_host/examples/stream_file.py"), str(path),
+                                 "--url", url], capture_output=True, text=True, timeout=60)
+        assert client.returncode == 0, client.stderr
+        assert client.stdout.splitlines() == texts
+        host.send_signal(signal.SIGTERM)
+        assert host.wait(timeout=30) == 0
+    finally:
+        host.kill()
+        host.wait()

@@ -13,7 +13,7 @@ from ouvir.export.bundle_writer import write_bytes, write_manifest
 from ouvir.firmware_host.cli import EXIT_BUNDLE, EXIT_USAGE, main
 from tests.conftest import REPO
 
-HOST_MODULES = ("access", "cli", "monitor", "schema", "server", "session", "supervisor")
+HOST_MODULES = ("access", "audio_server", "batcher", "cli", "monitor", "schema", "server", "session", "supervisor")
 
 
 @pytest.fixture(scope="module")
@@ -90,6 +90,7 @@ def test_checkpoint_files_and_pte_bundles_are_refused(tmp_path, torchless, nemo_
         (["--serve", "8765"], "--serve expects HOST:PORT"),
         (["--input", "file"], "--input file needs --file PATH"),
         (["--token", "0123456789abcdef0123"], "--token is for --serve"),
+        (["--input", "clients"], "--input clients needs --serve HOST:PORT"),
     ],
 )
 def test_unsafe_or_incomplete_configurations_exit_2(tmp_path, capsys, monkeypatch, argv, message):
