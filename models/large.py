@@ -34,10 +34,11 @@ LEFT_CONTEXT = 70
 FRAME_MS = 80  # 8x subsampling of 10 ms features
 
 
-def recipe_path() -> Path:
-    """The recipe, shipped with ouvir (``ouvir/models/recipes/``): NeMo's example config from NVIDIA/NeMo at
-    commit 8cfedd7 (Apache-2.0), the one the hybrid fixture was built from."""
-    return Path(str(files("ouvir.models") / "recipes" / RECIPE))
+def recipe_path(name: str = RECIPE) -> Path:
+    """A recipe shipped with ouvir (``ouvir/models/recipes/``; sources: tests/fixtures/configs/README.md); by
+    default this one, NeMo's example config from NVIDIA/NeMo at commit 8cfedd7 (Apache-2.0), the one the
+    hybrid fixture was built from."""
+    return Path(str(files("ouvir.models") / "recipes" / name))
 
 
 def context_for(lookahead_ms: int) -> tuple[int, int]:

@@ -44,6 +44,7 @@ from ouvir.engine.bench.models import (
     file_source,
     large_source,
     model_bytes,
+    published_source,
     sherpa_files,
 )
 from ouvir.engine.bench.worker import RunSpec
@@ -54,12 +55,15 @@ LARGE_DEFAULT_LOOKAHEAD_MS = 1040  # the recipe's att_context_size [70, 13]
 
 
 def add_bench_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    from ouvir.models.published import PUBLISHED  # names only: no torch
+
     p = subparsers.add_parser("bench", help="measure real-time factor, chunk latency, memory; against sherpa-onnx")
     src = p.add_mutually_exclusive_group()  # one of them is required, except with --streams
     src.add_argument("--model", type=Path, help="a .nemo / ouvir checkpoint, a bundle directory, or a pulled model's "
                      "name (ouvir models list)")
-    src.add_argument("--config", choices=("large",),
-                     help="large: NeMo's 114M-parameter streaming recipe with seeded random weights")
+    src.add_argument("--config", choices=("large", *PUBLISHED),
+                     help="large: NeMo's 114M-parameter streaming recipe with seeded random weights; a published "
+                          "model's name: its config with seeded random weights")
     p.add_argument("--backend", nargs="+", choices=sorted(BACKENDS), default=None,
                    help="default: the model's own (torch for a checkpoint or --config large)")
     p.add_argument("--quantize", nargs="+", choices=sorted(PRECISION), default=["none"])
@@ -82,7 +86,7 @@ def add_bench_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
                    help="add a long run (RSS and latency over time) of the first configuration that ran")
     p.add_argument("--out", type=Path, default=Path("bench"), help="report folder (default: bench/)")
     p.add_argument("--cache", type=Path, default=None, help=f"exports and built models (default {default_cache()})")
-    p.add_argument("--seed", type=int, default=0, help="--config large: weight and tokenizer seed")
+    p.add_argument("--seed", type=int, default=0, help="--config: weight and tokenizer seed")
     p.add_argument("--profile", action="store_true",
                    help="sample every run with py-spy (pip install py-spy): profile-<run>.svg flame graphs in --out")
     p.add_argument("--streams", type=int, default=None, metavar="N",
@@ -90,6 +94,14 @@ def add_bench_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
                         "(default model: the shipped one)")
     p.set_defaults(func=run_bench)
     return p
+
+
+def published_default_ms(name: str) -> int:
+    """A published model's default look-ahead (its first attention context): chunk - one 80 ms frame."""
+    from ouvir.models.large import FRAME_MS
+    from ouvir.models.published import PUBLISHED
+
+    return PUBLISHED[name].chunk_ms[0] - FRAME_MS
 
 
 def default_audio() -> Path:
@@ -113,6 +125,10 @@ def run_bench(args: argparse.Namespace) -> int:
     if args.config == "large":
         lookaheads: list[int | None] = list(args.lookahead_ms or [LARGE_DEFAULT_LOOKAHEAD_MS])
         source = large_source([int(x) for x in lookaheads if x is not None], args.seed, samples, audio_path, cache)
+    elif args.config is not None:
+        lookaheads = list(args.lookahead_ms or [published_default_ms(args.config)])
+        source = published_source(args.config, [int(x) for x in lookaheads if x is not None], args.seed, samples,
+                                  audio_path, cache)
     else:
         lookaheads = list(args.lookahead_ms or [None])
         model = args.model if args.model.exists() else pulled_model(str(args.model), None, None)[0]  # a pulled name

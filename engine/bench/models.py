@@ -4,7 +4,8 @@ each one opens: the given checkpoint or bundle, or bundles exported from a check
 A ``.nemo`` / ouvir checkpoint runs on the torch backend as it is; onnx / pte runs of it use bundles
 exported once into ``<cache>/<checkpoint sha256>/<backend>-<precision>`` (ouvir.export, imported only
 then). A bundle directory runs only as what it is (its backend and precision). ``--config large`` first
-writes the random-weight large model (ouvir.models.large) as a checkpoint in the cache.
+writes the random-weight large model (ouvir.models.large) as a checkpoint in the cache, ``--config NAME`` a
+published model's config with random weights (ouvir.models.published).
 """
 
 from __future__ import annotations
@@ -170,3 +171,24 @@ def large_source(lookaheads: list[int], seed: int, audio: np.ndarray, audio_path
             **json.loads(info_path.read_text())}
     return ModelSource("large", info, checkpoint=checkpoint, cache=root, lookaheads=lookaheads, calibration=audio_path)
 
+
+
+def published_source(name: str, lookaheads: list[int], seed: int, audio: np.ndarray, audio_path: Path,
+                     cache: Path) -> ModelSource:
+    """A published model's config with seeded random weights (every look-ahead calibrated), built once per
+    (name, seed, calibration audio) into the cache; ``lookaheads`` are the ones exported."""
+    from ouvir.models.large import CALIBRATION_S, EMISSION_RATE
+    from ouvir.models.published import PUBLISHED, build_published
+
+    calibration = np.resize(audio, int(CALIBRATION_S * 16000))
+    key = hashlib.sha256(json.dumps([name, repr(PUBLISHED[name]), seed, EMISSION_RATE, CALIBRATION_S]).encode()
+                         + calibration.tobytes())
+    root = cache / f"{name}-{key.hexdigest()[:16]}"
+    checkpoint, info_path = root / "model.ouvir", root / "model.json"
+    if not (checkpoint.is_file() and info_path.is_file()):
+        print(f"ouvir bench: building {name} with random weights in {root} (once; cached)", flush=True)
+        info = build_published(checkpoint, name, seed, calibration)
+        info_path.write_text(json.dumps(info, indent=1))
+    info = {"name": f"{name} (published config, seeded random weights)", "kind": "checkpoint",
+            **json.loads(info_path.read_text())}
+    return ModelSource(name, info, checkpoint=checkpoint, cache=root, lookaheads=lookaheads, calibration=audio_path)
