@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check -q
 APT_PKGS := pulseaudio pulseaudio-utils libasound2-plugins libportaudio2 portaudio19-dev libsndfile1 \
             espeak-ng sox zsh flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts \
-            fortunes wordnet-base bible-kjv wamerican
+            fortunes wordnet-base bible-kjv wamerican chromium
 STAMP := $(VENV)/.ouvir-installed
 
 .PHONY: test demo system venv lint clean
@@ -25,7 +25,7 @@ lint: venv
 
 # System packages: PortAudio + PulseAudio for the (virtual) microphone, libsndfile, espeak-ng/sox for test speech,
 # the training recipe's synthesizers (flite, festival + voices) and text sources (fortunes, WordNet, KJV, words),
-# zsh for the completion test.
+# zsh for the completion test, chromium (headless) for the browser caption client's test.
 system:
 	@missing=$$(for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
