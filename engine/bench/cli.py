@@ -4,8 +4,8 @@
                 [--int8-method dynamic static] [--lookahead-ms 480 80] [--decoder rnnt|ctc] [--threads N]
                 [--device cpu|cuda] [--audio FILE] [--seconds S] [--warmup-s S] [--against sherpa-onnx] [--minutes N]
                 [--out DIR] [--cache DIR] [--seed N] [--profile]
-    ouvir bench --streams N [--model M] [--backend B] [--lookahead-ms MS] [--decoder D] [--threads N]
-                [--audio FILE] [--seconds S] [--out DIR]
+    ouvir bench --streams N [--model M | --config C --quantize Q --int8-method I] [--backend B] [--lookahead-ms MS]
+                [--decoder D] [--threads N] [--audio FILE] [--seconds S] [--against sherpa-onnx] [--out DIR]
 
 Every configuration (backend x precision x look-ahead) runs in a fresh process (worker.py) on the same
 audio, looped to ``--seconds``, after a warm-up stream; with ``--against sherpa-onnx`` sherpa-onnx runs
@@ -13,8 +13,8 @@ each onnx configuration's ONNX files right after it, with the same audio and thr
 a long run of the first configuration that ran. Writes bench.json, bench.md and PNG plots to ``--out``; exits
 with 1 when an export or a run failed (the others are still measured and reported).
 
-``--streams N`` instead measures how many concurrent real-time streams the model (default: the shipped default
-model) sustains in this process, batched vs one at a time (streams.py); writes streams.json and streams.md.
+``--streams N`` instead measures how many concurrent real-time streams the model sustains in this process
+(streams_cli.py).
 """
 
 from __future__ import annotations
@@ -90,8 +90,8 @@ def add_bench_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     p.add_argument("--profile", action="store_true",
                    help="sample every run with py-spy (pip install py-spy): profile-<run>.svg flame graphs in --out")
     p.add_argument("--streams", type=int, default=None, metavar="N",
-                   help="concurrent real-time streams sustained, batched vs one at a time, trying 1, 2, 4, ... N "
-                        "(default model: the shipped one)")
+                   help="concurrent real-time streams sustained (at most N), ouvir batched vs one at a time (and "
+                        "sherpa-onnx batched with --against); default model: the shipped one")
     p.set_defaults(func=run_bench)
     return p
 
@@ -114,6 +114,8 @@ def run_bench(args: argparse.Namespace) -> int:
     from ouvir.engine.bench.audio import read_audio
 
     if args.streams is not None:
+        from ouvir.engine.bench.streams_cli import run_streams
+
         return run_streams(args)
     if args.model is None and args.config is None:
         print("ouvir bench: one of the arguments --model --config is required", file=sys.stderr)
@@ -121,18 +123,7 @@ def run_bench(args: argparse.Namespace) -> int:
     machine = machine_info(args.threads, args.device)  # load average before this run adds its own
     audio_path = args.audio or default_audio()
     samples, conversion = read_audio(audio_path)
-    cache = args.cache or default_cache()
-    if args.config == "large":
-        lookaheads: list[int | None] = list(args.lookahead_ms or [LARGE_DEFAULT_LOOKAHEAD_MS])
-        source = large_source([int(x) for x in lookaheads if x is not None], args.seed, samples, audio_path, cache)
-    elif args.config is not None:
-        lookaheads = list(args.lookahead_ms or [published_default_ms(args.config)])
-        source = published_source(args.config, [int(x) for x in lookaheads if x is not None], args.seed, samples,
-                                  audio_path, cache)
-    else:
-        lookaheads = list(args.lookahead_ms or [None])
-        model = args.model if args.model.exists() else pulled_model(str(args.model), None, None)[0]  # a pulled name
-        source = file_source(model, cache, args.lookahead_ms, audio_path)
+    source, lookaheads = model_source(args, samples, audio_path)
     backends = args.backend or [source.info.get("backend", "torch")]
     configs, skipped = configurations(backends, args.quantize, lookaheads, args.int8_method)
     profiler = _py_spy(args.out) if args.profile else None
@@ -168,32 +159,21 @@ def run_bench(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def run_streams(args: argparse.Namespace) -> int:
-    from ouvir.engine.backends import open_backend
-    from ouvir.engine.bench.audio import read_audio
-    from ouvir.engine.bench.streams import capacity, markdown
-    from ouvir.engine.default_model import default_model
-    from ouvir.engine.recognizer import Recognizer
-
-    if args.streams < 1 or args.config is not None:
-        print("ouvir bench --streams: N >= 1, with --model (or the default model), not --config", file=sys.stderr)
-        return 2
-    backend = args.backend[0] if args.backend else None
-    model, backend = (args.model, backend) if args.model is not None else default_model(backend, None)
-    lookahead = args.lookahead_ms[0] if args.lookahead_ms else None
-    rec = Recognizer(open_backend(model, backend, None, lookahead, args.threads, args.device), args.decoder)
-    samples, _ = read_audio(args.audio or default_audio())
-    result = {"model": str(model), "backend": rec.backend.name, "precision": rec.backend.precision,
-              "decoder": rec.decoder, "threads": args.threads, "batch_exact": rec.backend.batch_exact,
-              "machine": machine_info(args.threads, args.device),
-              **capacity(rec, samples, args.streams, args.seconds)}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "streams.json").write_text(json.dumps(result, indent=1) + "\n")
-    text = markdown(result)
-    (args.out / "streams.md").write_text(text)
-    print(text)
-    print(f"ouvir bench: wrote {args.out / 'streams.json'}, {args.out / 'streams.md'}", file=sys.stderr)
-    return 0
+def model_source(args: argparse.Namespace, samples: Any, audio_path: Path) -> tuple[ModelSource, list[int | None]]:
+    """The model ``--config`` or ``--model`` names, and the look-aheads to measure."""
+    cache = args.cache or default_cache()
+    if args.config == "large":
+        lookaheads: list[int | None] = list(args.lookahead_ms or [LARGE_DEFAULT_LOOKAHEAD_MS])
+        source = large_source([int(x) for x in lookaheads if x is not None], args.seed, samples, audio_path, cache)
+    elif args.config is not None:
+        lookaheads = list(args.lookahead_ms or [published_default_ms(args.config)])
+        source = published_source(args.config, [int(x) for x in lookaheads if x is not None], args.seed, samples,
+                                  audio_path, cache)
+    else:
+        lookaheads = list(args.lookahead_ms or [None])
+        model = args.model if args.model.exists() else pulled_model(str(args.model), None, None)[0]  # a pulled name
+        source = file_source(model, cache, args.lookahead_ms, audio_path)
+    return source, lookaheads
 
 
 def _prepare(base: RunSpec, source: ModelSource, cfg: Config, failed: list[str]) -> RunSpec | None:

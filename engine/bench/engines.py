@@ -102,6 +102,22 @@ class OuvirEngine(_Engine):
                 self.tokens += len(event.tokens)
 
 
+def sherpa_recognizer(files: dict[str, Path], threads: int, sample_rate: int, feature_dim: int) -> Any:
+    """sherpa-onnx's OnlineRecognizer on ``files`` (``models.sherpa_files`` roles, as paths), greedy, on the CPU."""
+    import sherpa_onnx
+
+    if "model" in files:
+        return sherpa_onnx.OnlineRecognizer.from_nemo_ctc(
+            model=str(files["model"]), tokens=str(files["tokens"]), num_threads=threads,
+            sample_rate=sample_rate, feature_dim=feature_dim, provider="cpu",
+        )
+    return sherpa_onnx.OnlineRecognizer.from_transducer(
+        encoder=str(files["encoder"]), decoder=str(files["decoder"]), joiner=str(files["joiner"]),
+        tokens=str(files["tokens"]), num_threads=threads, sample_rate=sample_rate,
+        feature_dim=feature_dim, decoding_method="greedy_search", provider="cpu",
+    )
+
+
 class SherpaEngine(_Engine):
     """sherpa-onnx's OnlineRecognizer on ONNX files (transducer: encoder/decoder/joiner; or a NeMo CTC model).
 
@@ -111,22 +127,10 @@ class SherpaEngine(_Engine):
     has_parts = False
 
     def __init__(self, files: dict[str, Path], threads: int, sample_rate: int, feature_dim: int, label: str) -> None:
-        import sherpa_onnx
-
         self.label = label
         self.counters = Counters()
         self.rate = sample_rate
-        if "model" in files:
-            self.recognizer = sherpa_onnx.OnlineRecognizer.from_nemo_ctc(
-                model=str(files["model"]), tokens=str(files["tokens"]), num_threads=threads,
-                sample_rate=sample_rate, feature_dim=feature_dim, provider="cpu",
-            )
-        else:
-            self.recognizer = sherpa_onnx.OnlineRecognizer.from_transducer(
-                encoder=str(files["encoder"]), decoder=str(files["decoder"]), joiner=str(files["joiner"]),
-                tokens=str(files["tokens"]), num_threads=threads, sample_rate=sample_rate,
-                feature_dim=feature_dim, decoding_method="greedy_search", provider="cpu",
-            )
+        self.recognizer = sherpa_recognizer(files, threads, sample_rate, feature_dim)
         self.stream = self.recognizer.create_stream()
         self.tokens = 0
 
