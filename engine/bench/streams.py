@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any, Protocol
 
 import numpy as np
 
+from ouvir.engine.bench.harness import Counters
 from ouvir.engine.events import Final
 from ouvir.engine.recognizer import Recognizer, Stream
 
@@ -43,18 +45,23 @@ class Loop(Protocol):
 
     def tokens(self, streams: Sequence[Any]) -> int: ...  # tokens decoded since ``open``
 
+    def parts(self) -> dict[str, float]: ...  # seconds spent in parts of the work since ``open`` (where known)
+
 
 class OuvirLoop:
-    """ouvir's Recognizer, batched (one ``decode_streams`` call) or one stream after another (``decode``)."""
+    """ouvir's Recognizer, batched (one ``decode_streams`` call) or one stream after another (``decode``).
+    ``counters``: those of the recognizer's ``TimedBackend`` (engines.py), for the encoder's and heads' shares."""
 
-    def __init__(self, rec: Recognizer, batched: bool) -> None:
-        self.rec, self.batched = rec, batched
+    def __init__(self, rec: Recognizer, batched: bool, counters: Counters | None = None) -> None:
+        self.rec, self.batched, self.counters = rec, batched, counters
         self.mode = "batched" if batched else "one_at_a_time"
         self.rate = rec.info.features.sample_rate
         self.final_tokens = 0
+        self.start = Counters()
 
     def open(self, n: int) -> list[Stream]:
         self.final_tokens = 0
+        self.start = replace(self.counters) if self.counters is not None else Counters()
         return [self.rec.create_stream() for _ in range(n)]
 
     def accept(self, stream: Stream, samples: np.ndarray) -> None:
@@ -76,6 +83,12 @@ class OuvirLoop:
 
     def tokens(self, streams: Sequence[Stream]) -> int:
         return self.final_tokens
+
+    def parts(self) -> dict[str, float]:
+        if self.counters is None:
+            return {}
+        return {"encoder_s": self.counters.encoder_s - self.start.encoder_s,
+                "heads_s": self.counters.heads_s - self.start.heads_s}
 
     def _take(self, events: Any) -> None:
         self.final_tokens += sum(len(e.tokens) for e in events if isinstance(e, Final))
@@ -108,6 +121,9 @@ class SherpaLoop:
     def tokens(self, streams: Sequence[Any]) -> int:
         return sum(len(self.recognizer.get_result_all(s).tokens) for s in streams)
 
+    def parts(self) -> dict[str, float]:
+        return {}  # inside sherpa-onnx (C++)
+
 
 def chunk_seconds(rec: Recognizer) -> float:
     """Audio of one later encoder step: the real-time budget of each decoding round."""
@@ -125,7 +141,7 @@ def serve(loop: Loop, audio: np.ndarray, n: int, seconds: float, chunk_s: float,
     latencies: list[float] = []
     end = 0.0  # simulated time the loop is free again
     ticks = max(1, round(seconds / chunk_s))
-    total, late = n * (ticks + 1), 0
+    total, late, busy = n * (ticks + 1), 0, 0.0
     for tick in range(ticks + 1):  # the last tick finishes every stream
         arrival = tick * chunk_s
         begin = max(arrival, end)
@@ -138,7 +154,8 @@ def serve(loop: Loop, audio: np.ndarray, n: int, seconds: float, chunk_s: float,
                 loop.finish(s)
         taken = clock() - t0
         done = loop.decode(streams, clock)  # seconds after its start at which each stream was done
-        end = begin + (clock() - t0)
+        work = clock() - t0
+        end, busy = begin + work, busy + work
         latencies += [begin + taken + d - arrival for d in done]
         late += sum(x >= chunk_s for x in latencies[-n:])
         if late > 0.01 * total + 1:  # the p99 of the whole run is already >= chunk_s
@@ -147,6 +164,7 @@ def serve(loop: Loop, audio: np.ndarray, n: int, seconds: float, chunk_s: float,
     p99, stopped = float(np.percentile(lat, 99)), len(lat) < total
     return {"streams": n, "mode": loop.mode, "chunks": len(lat), "stopped_early": stopped, "chunk_s": chunk_s,
             "p50_s": float(np.percentile(lat, 50)), "p99_s": p99, "max_s": float(lat.max()),
+            "busy_s": busy, **loop.parts(),  # the loop's work, and the encoder's / heads' part of it (ouvir)
             "tokens_per_s": None if stopped else loop.tokens(streams) / (n * ticks * chunk_s),  # per stream
             "sustained": p99 < chunk_s}
 
@@ -186,8 +204,9 @@ def markdown(result: dict[str, Any]) -> str:
     lines = [f"Concurrent real-time streams ({result['chunk_s'] * 1000:.0f} ms chunks, "
              f"{result['seconds_per_stream']:g} s each, p99 chunk latency under the chunk; at most {most} tried): "
              f"{counts}{ratio}", "",
-             *_about(result), "| streams | mode | p50 ms | p99 ms | max ms | tokens/s per stream | sustained |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
+             *_about(result),
+             "| streams | mode | p50 ms | p99 ms | max ms | work ms per chunk | encoder share | tokens/s per stream "
+             "| sustained |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     return "\n".join([*lines, *map(_row, result["runs"])]) + "\n"
 
 
@@ -207,5 +226,6 @@ def _about(result: dict[str, Any]) -> list[str]:
 def _row(r: dict[str, Any]) -> str:
     tokens = "-" if r["tokens_per_s"] is None else f"{r['tokens_per_s']:.1f}"
     sustained = "yes" if r["sustained"] else "no (stopped early)" if r["stopped_early"] else "no"
+    encoder = f"{r['encoder_s'] / r['busy_s']:.0%}" if "encoder_s" in r and r["busy_s"] > 0 else "-"
     return (f"| {r['streams']} | {r['mode']} | {r['p50_s'] * 1000:.1f} | {r['p99_s'] * 1000:.1f} | "
-            f"{r['max_s'] * 1000:.1f} | {tokens} | {sustained} |")
+            f"{r['max_s'] * 1000:.1f} | {r['busy_s'] * 1000 / r['chunks']:.1f} | {encoder} | {tokens} | {sustained} |")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,6 +29,8 @@ from ouvir.engine.bundle import read_manifest
 def run_streams(args: argparse.Namespace) -> int:
     from ouvir.engine.backends import open_backend
     from ouvir.engine.bench.audio import read_audio
+    from ouvir.engine.bench.engines import TimedBackend
+    from ouvir.engine.bench.harness import Counters
     from ouvir.engine.bench.streams import OuvirLoop, capacity, chunk_seconds, markdown
     from ouvir.engine.recognizer import Recognizer
 
@@ -41,9 +44,11 @@ def run_streams(args: argparse.Namespace) -> int:
         print(f"ouvir bench --streams: {opened}", file=sys.stderr)
         return 2
     model, backend, precision, lookahead = opened
-    rec = Recognizer(open_backend(model, backend, precision, lookahead, args.threads, args.device), args.decoder)
+    counters = Counters()  # the encoder's and heads' time (TimedBackend)
+    runtime = open_backend(model, backend, precision, lookahead, args.threads, args.device)
+    rec = Recognizer(TimedBackend(runtime, time.perf_counter, counters), args.decoder)
     rate, chunk_s = rec.info.features.sample_rate, chunk_seconds(rec)
-    loops: list[Any] = [OuvirLoop(rec, True), OuvirLoop(rec, False)]
+    loops: list[Any] = [OuvirLoop(rec, True, counters), OuvirLoop(rec, False, counters)]
     if args.against == "sherpa-onnx":
         if (sherpa := _sherpa_loop(model, rec, args.threads, args.device)) is None:
             print("ouvir bench --streams --against sherpa-onnx: needs an ONNX bundle on the CPU", file=sys.stderr)
