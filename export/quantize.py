@@ -198,16 +198,20 @@ class Int8Quantizer:
         static = self.method == "static" and spec.role in ("encoder_first", "encoder_next", "ctc")
         with tempfile.TemporaryDirectory() as tmp:
             src, dst = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
-            onnx.save(model, src)
+            # weights beside the graph: a protobuf holds at most 2 GB (nemotron's 618 M fp32 weights are 2.4 GB);
+            # this moves ``model``'s tensors out of it, and the fp32 graph is not used after quantization
+            onnx.save(model, src, save_as_external_data=True, location="fp32.onnx.data")
             if static:
                 quantize_static(
                     src, dst, _reader(spec.inputs, self.inputs[spec.name]), quant_format=QuantFormat.QDQ,
                     op_types_to_quantize=["MatMul", "Gemm", "Conv"], per_channel=True,
                     activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, nodes_to_exclude=list(keep),
+                    use_external_data_format=True,
                 )
             else:
                 quantize_dynamic(src, dst, op_types_to_quantize=["MatMul", "Gemm", "Conv", "LSTM"], per_channel=True,
-                                 weight_type=QuantType.QInt8, nodes_to_exclude=list(keep))
+                                 weight_type=QuantType.QInt8, nodes_to_exclude=list(keep),
+                                 use_external_data_format=True)
             quantized = onnx.load(dst)
         del quantized.graph.value_info[:]
         return quantized

@@ -32,6 +32,7 @@ EMISSION_RATE = 0.25
 CALIBRATION_S = 60.0  # seconds of (looped) bench audio the blank bias is calibrated on
 LEFT_CONTEXT = 70
 FRAME_MS = 80  # 8x subsampling of 10 ms features
+CALIBRATION_SLICE = 25  # encoder frames (2 s) the RNNT calibration decodes before checking its count
 
 
 def recipe_path(name: str = RECIPE) -> Path:
@@ -94,7 +95,9 @@ def solve_decreasing(fn: Callable[[float], float], target: float, iters: int = 8
 
 def calibrate_blank(model: Any, features: np.ndarray, rate: float, contexts: list[tuple[int, int]]) -> dict[str, float]:
     """Raise both heads' blank bias so that greedy decoding of ``features`` (F, T) emits at most ``rate`` tokens
-    per encoder frame under every ``att_context_size`` in ``contexts``; returns the shifts."""
+    per encoder frame under every ``att_context_size`` in ``contexts``; returns the shifts. A trial shift's RNNT
+    decoding stops as soon as it has emitted too many (a random prediction network emits up to ``max_symbols``
+    per frame: decoding 60 s of a 2-layer, 640-wide one in full took minutes per trial)."""
     import torch
 
     from ouvir.models.decoding import CTCState, ctc_greedy, rnnt_greedy, rnnt_initial_state
@@ -109,7 +112,8 @@ def calibrate_blank(model: Any, features: np.ndarray, rate: float, contexts: lis
             def tokens_per_frame(shift: float) -> float:
                 bias[blank] += shift
                 try:
-                    return max(decode(encoded, lengths) / int(lengths[0]) for encoded, lengths in runs)
+                    return max(decode(encoded, lengths, rate * int(lengths[0])) / int(lengths[0])
+                               for encoded, lengths in runs)
                 finally:
                     bias[blank] -= shift
             return tokens_per_frame
@@ -117,7 +121,7 @@ def calibrate_blank(model: Any, features: np.ndarray, rate: float, contexts: lis
         if model.ctc is not None:
             start = CTCState(torch.tensor([blank]), torch.zeros(1, dtype=torch.int64))
 
-            def ctc_tokens(encoded: torch.Tensor, lengths: torch.Tensor) -> int:
+            def ctc_tokens(encoded: torch.Tensor, lengths: torch.Tensor, limit: float) -> int:
                 return len(ctc_greedy(model.ctc(encoded), lengths, start)[0].tokens[0])
 
             found["ctc"] = solve_decreasing(shifted(model.ctc.conv.bias, ctc_tokens), rate)
@@ -125,10 +129,18 @@ def calibrate_blank(model: Any, features: np.ndarray, rate: float, contexts: lis
         if model.joint is not None:
             max_symbols = model.config.rnnt.max_symbols
 
-            def rnnt_tokens(encoded: torch.Tensor, lengths: torch.Tensor) -> int:
-                state = rnnt_initial_state(model.predictor, model.joint, 1)
-                hyp, _ = rnnt_greedy(model.predictor, model.joint, encoded, lengths, state, max_symbols)
-                return len(hyp.tokens[0])
+            def rnnt_tokens(encoded: torch.Tensor, lengths: torch.Tensor, limit: float) -> int:
+                """Tokens of greedy decoding, ``CALIBRATION_SLICE`` frames at a time (the state carried on, so
+                the same tokens); stops once past ``limit``: only whether the count exceeds it matters."""
+                state, count = rnnt_initial_state(model.predictor, model.joint, 1), 0
+                for start in range(0, int(lengths[0]), CALIBRATION_SLICE):
+                    piece = encoded[:, :, start : start + CALIBRATION_SLICE]  # (1, D, <= slice)
+                    hyp, state = rnnt_greedy(model.predictor, model.joint, piece, torch.tensor([piece.shape[2]]),
+                                             state, max_symbols)
+                    count += len(hyp.tokens[0])
+                    if count > limit:
+                        break
+                return count
 
             found["rnnt"] = solve_decreasing(shifted(model.joint.out.bias, rnnt_tokens), rate)
             model.joint.out.bias[blank] += found["rnnt"]
