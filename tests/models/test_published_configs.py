@@ -71,8 +71,13 @@ def test_published_config_has_the_published_shapes(bpe, name):
     assert ends == set(range(1024, 1024 + len(spec.special)))  # <EOU> / <EOB>: endpoints, never text
 
 
+# The 80 / 480 / 1040 ms hybrids are the multi model's recipe at one of its look-aheads (their shapes are tested
+# above): streaming them through every format again would add ~10 minutes to CI and test nothing new.
+STREAMED = [n for n in PUBLISHED if not n.endswith(("_80ms", "_480ms", "_1040ms"))]
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("name", PUBLISHED)
+@pytest.mark.parametrize("name", STREAMED)
 def test_published_config_streams_through_torch_and_exported_graphs(name, tmp_path):
     audio = np.load(NEMO_FIXTURES / "test_audio_f32.npy")
     checkpoint = tmp_path / "model.ouvir"
