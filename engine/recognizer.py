@@ -27,6 +27,7 @@ import numpy as np
 from ouvir.engine.audio.resample import StreamResampler
 from ouvir.engine.backends import open_backend
 from ouvir.engine.backends.base import ENCODER_BATCH_AXES, Backend, EncoderState, ModelInfo, batch_row, stack_batch
+from ouvir.engine.beam import BeamSearch, BeamState, beam_initial_state, keep_best, rnnt_beam_step
 from ouvir.engine.decoders import (
     CTCState,
     Emitted,
@@ -40,6 +41,7 @@ from ouvir.engine.endpoint import EndpointConfig, SegmentProgress, is_endpoint
 from ouvir.engine.errors import NonFiniteAudioError
 from ouvir.engine.events import Event, Final, Partial, TokenTime
 from ouvir.engine.features import StreamingLogMel
+from ouvir.engine.ngram import NgramLM
 from ouvir.engine.scheduler import Chunk, ChunkScheduler
 from ouvir.engine.tokens import Detokenizer
 
@@ -49,7 +51,9 @@ DEFAULT_ENDPOINT = EndpointConfig()
 class Stream:
     """One audio stream's state. Create it with ``Recognizer.create_stream()``."""
 
-    def __init__(self, info: ModelInfo, encoder_state: EncoderState, decoder_state: CTCState | RNNTState) -> None:
+    def __init__(
+        self, info: ModelInfo, encoder_state: EncoderState, decoder_state: CTCState | RNNTState | BeamState
+    ) -> None:
         self.info = info
         self.features = StreamingLogMel(info.features, info.window, info.filterbank)
         self.scheduler = ChunkScheduler(info.geometry, info.features.features)
@@ -121,8 +125,14 @@ class Recognizer:
     """A loaded model and how to decode it. Stateless across streams: share it."""
 
     def __init__(
-        self, backend: Backend, decoder: str | None = None, endpoint: EndpointConfig = DEFAULT_ENDPOINT
+        self,
+        backend: Backend,
+        decoder: str | None = None,
+        endpoint: EndpointConfig = DEFAULT_ENDPOINT,
+        search: BeamSearch | None = None,
+        lm: NgramLM | None = None,
     ) -> None:
+        """``search``: RNNT beam search (None: greedy); ``lm``: an n-gram fused into it."""
         info = backend.info
         self.backend = backend
         self.info = info
@@ -131,6 +141,16 @@ class Recognizer:
             raise ValueError(f"decoder {self.decoder!r} is not in this model; it has {list(info.decoders)}")
         self.endpoint = endpoint
         self.detokenizer = Detokenizer(info.vocabulary)
+        if search is not None and self.decoder != "rnnt":
+            raise ValueError(f"beam search needs the rnnt decoder, not {self.decoder!r}")
+        if lm is not None and search is None:
+            raise ValueError("an n-gram LM is fused into beam search: give a BeamSearch too")
+        if lm is not None and lm.vocab != len(info.vocabulary):
+            raise ValueError(
+                f"the n-gram LM has {lm.vocab} tokens, the model {len(info.vocabulary)}: another tokenizer"
+            )
+        self.search = search
+        self.lm = lm
 
     @classmethod
     def open(
@@ -141,15 +161,19 @@ class Recognizer:
         lookahead_ms: int | None = None,
         decoder: str | None = None,
         endpoint: EndpointConfig = DEFAULT_ENDPOINT,
+        search: BeamSearch | None = None,
+        lm: NgramLM | None = None,
     ) -> Recognizer:
         """A .nemo / ouvir checkpoint (torch backend) or a bundle directory (its onnx / pte backend); ``backend``
         and ``precision`` default to what the model holds."""
-        return cls(open_backend(model, backend, precision, lookahead_ms), decoder, endpoint)
+        return cls(open_backend(model, backend, precision, lookahead_ms), decoder, endpoint, search, lm)
 
     def create_stream(self) -> Stream:
         blank = self.info.blank_id
-        if self.decoder == "rnnt":
-            state: CTCState | RNNTState = rnnt_initial_state(self.backend, blank)
+        if self.search is not None:
+            state: CTCState | RNNTState | BeamState = beam_initial_state(self.backend, blank)
+        elif self.decoder == "rnnt":
+            state = rnnt_initial_state(self.backend, blank)
         else:
             state = ctc_initial_state(blank)
         return Stream(self.info, self.backend.initial_state(1), state)
@@ -200,6 +224,13 @@ class Recognizer:
             stream.encoder_state = batch_row(state, b, ENCODER_BATCH_AXES)
         valid = [encoded[b, : int(n)] for b, n in enumerate(lengths)]  # (T_b, D) each
         blank = self.info.blank_id
+        if self.search is not None:
+            for stream, x in zip(streams, valid, strict=True):
+                stream.decoder_state = rnnt_beam_step(self.backend, x, stream.decoder_state, blank, self.search,
+                                                      self.lm)
+                for event in self._follow_beam(stream):
+                    yield stream, event
+            return
         if self.decoder == "rnnt":
             steps = rnnt_greedy_batch(
                 self.backend, valid, [s.decoder_state for s in streams], blank, self.info.max_symbols
@@ -214,7 +245,28 @@ class Recognizer:
 
     def reset(self, stream: Stream) -> Final | None:
         """End the open segment here and start the next one; returns its Final (None if it had no tokens)."""
-        return self._end_segment(stream, stream.frames)
+        final = self._end_segment(stream, stream.frames)
+        if isinstance(stream.decoder_state, BeamState):
+            stream.decoder_state = keep_best(stream.decoder_state, (), ())
+        return final
+
+    def _follow_beam(self, stream: Stream) -> Iterator[Event]:
+        """The events of the best hypothesis after a beam step: the open segment's tokens past the part it shares
+        with the shown ones replace them. Once a segment ended, only the best hypothesis goes on."""
+        assert isinstance(stream.decoder_state, BeamState)
+        best = stream.decoder_state.best
+        shown = [(t.id, t.frame) for t in stream.tokens]
+        common = 0
+        for a, b in zip(shown, zip(best.tokens, best.frames, strict=True), strict=False):
+            if a != b:
+                break
+            common += 1
+        del stream.tokens[common:]
+        yield from self._emit(stream, list(zip(best.tokens[common:], best.frames[common:], strict=True)))
+        state = stream.decoder_state  # reset() at an endpoint kept the best one already
+        if len(state.best.tokens) != len(stream.tokens):  # a segment ended at an end-of-utterance token
+            ids, frames = tuple(t.id for t in stream.tokens), tuple(t.frame for t in stream.tokens)
+            stream.decoder_state = keep_best(state, ids, frames)
 
     def _end_segment(self, stream: Stream, frame: int) -> Final | None:
         """End the open segment before encoder frame ``frame`` (the next one starts there)."""

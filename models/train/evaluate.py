@@ -21,7 +21,9 @@ from pathlib import Path
 import numpy as np
 
 from ouvir.engine.audio import FileSource
+from ouvir.engine.beam import BeamSearch
 from ouvir.engine.bench.paths import portable_paths
+from ouvir.engine.ngram import NgramLM
 from ouvir.engine.recognizer import Recognizer
 from ouvir.models.train.batching import Utterance, read_split
 from ouvir.models.train.wer import word_error_rate
@@ -91,11 +93,12 @@ def offline_texts(model_path: Path, audios: Sequence[np.ndarray], context: tuple
 
 
 def evaluate(model: Path, utts: Sequence[Utterance], backend: str | None, precision: str | None,
-             lookahead_ms: int | None, decoder: str | None, offline: bool) -> list[Score]:
+             lookahead_ms: int | None, decoder: str | None, offline: bool, search: BeamSearch | None = None,
+             lm: NgramLM | None = None) -> list[Score]:
     audios = [load_audio(u.path) for u in utts]
     refs = [u.text for u in utts]
     audio_s = sum(len(a) for a in audios) / 16000
-    rec = Recognizer.open(model, backend, precision, lookahead_ms, decoder)
+    rec = Recognizer.open(model, backend, precision, lookahead_ms, decoder, search=search, lm=lm)
     ms = round(rec.info.lookahead_ms)
     start = time.process_time()
     hyps = streaming_texts(rec, audios)
@@ -144,6 +147,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lookahead-ms", type=int, nargs="*", default=[None])
     p.add_argument("--decoder", choices=("rnnt", "ctc"), default=None)
     p.add_argument("--offline", action="store_true", help="also the offline WER (torch checkpoints only)")
+    p.add_argument("--beam", type=int, default=0, help="RNNT beam search of this width (0: greedy)")
+    p.add_argument("--lm", type=Path, default=None, help="an n-gram (.npz) fused into the beam search")
+    p.add_argument("--lm-weight", type=float, nargs="*", default=[0.0], help="one run per weight")
+    p.add_argument("--token-bonus", type=float, default=0.0)
     p.add_argument("--limit", type=int, default=None, help="first N utterances only")
     p.add_argument("--out", type=Path, default=None, help="JSON report")
     a = p.parse_args(argv)
@@ -153,9 +160,14 @@ def main(argv: list[str] | None = None) -> int:
     utts = read_split(a.data, a.split)[: a.limit]
     refs = [u.text for u in utts]
     labels = manifest_labels(a.data, a.split, len(utts))
+    lm = NgramLM.load(a.lm) if a.lm else None
+    searches = [BeamSearch(a.beam, w, a.token_bonus) for w in a.lm_weight] if a.beam else [None]
     scores, breakdowns = [], []
-    for ms in a.lookahead_ms:
-        for score in evaluate(a.model, utts, a.backend, a.precision, ms, a.decoder, a.offline):
+    for ms, search in ((ms, s) for ms in a.lookahead_ms for s in searches):
+        if search is not None:
+            print(f"beam {search.beam}, lm weight {search.lm_weight}, token bonus {search.token_bonus}", flush=True)
+        for score in evaluate(a.model, utts, a.backend, a.precision, ms, a.decoder, a.offline, search,
+                              lm if search is not None and search.lm_weight else None):
             print(score.line(), flush=True)
             scores.append(score)
             if labels is not None:

@@ -1,0 +1,109 @@
+"""RNNT beam search with optional n-gram shallow fusion, one stream, state carried across chunks.
+
+icefall's ``modified_beam_search`` (at most one token per frame, as in k2's pruned RNNT decoding): per
+encoder frame, every hypothesis is scored by one joint call (rows = hypotheses); each candidate either stays
+(blank) or grows by one token, scored
+
+    score + log p_rnnt(k | frame, hypothesis) + lm_weight * log p_lm(k | last tokens) + token_bonus
+
+(fusion and bonus on text tokens only); candidates with the same tokens are merged (log-add) and the best
+``beam`` go on; the ones that grew get their prediction-net step in one batched call.
+
+Hypotheses hold the tokens of the open segment only: when a segment ends the recognizer keeps the best one
+(``keep_best``), so a Final never changes and a long stream keeps flat memory.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+
+from ouvir.engine.backends.base import PREDICTOR_BATCH_AXES, PredictorState, batch_row, stack_batch
+from ouvir.engine.decoders import TransducerHeads
+from ouvir.engine.ngram import NgramLM
+
+CONTEXT = 8  # previous ids kept per hypothesis without an LM (enough for any order it may be given)
+
+
+@dataclass(frozen=True)
+class BeamSearch:
+    beam: int = 4
+    lm_weight: float = 0.0  # the n-gram's log p scale (0: no fusion)
+    token_bonus: float = 0.0  # added per emitted token (counters the LM's pull towards fewer tokens)
+
+    def __post_init__(self) -> None:
+        if self.beam < 1:
+            raise ValueError(f"beam must be >= 1, got {self.beam}")
+
+
+class Hypothesis(NamedTuple):
+    tokens: tuple[int, ...]  # the open segment's tokens
+    frames: tuple[int, ...]  # global encoder frame of each token
+    score: float  # log p_rnnt + lm_weight * log p_lm + bonuses, over everything decoded
+    context: tuple[int, ...]  # the last ids (the LM's history; begins with <s> = blank)
+    predictor: PredictorState  # (P, 1, H)
+    prediction: np.ndarray  # (1, P)
+
+
+class BeamState(NamedTuple):
+    hyps: tuple[Hypothesis, ...]  # best first
+    frames: int  # frames decoded so far
+
+    @property
+    def best(self) -> Hypothesis:
+        return self.hyps[0]
+
+
+def beam_initial_state(heads: TransducerHeads, blank: int) -> BeamState:
+    prediction, predictor = heads.predict(np.array([blank], dtype=np.int64), heads.initial_predictor_state(1))
+    return BeamState((Hypothesis((), (), 0.0, (blank,), predictor, prediction),), 0)
+
+
+def keep_best(state: BeamState, tokens: tuple[int, ...], frames: tuple[int, ...]) -> BeamState:
+    """Only the best hypothesis goes on, holding ``tokens`` / ``frames`` (the open segment's) from now."""
+    return BeamState((state.best._replace(tokens=tokens, frames=frames),), state.frames)
+
+
+def _log_softmax(x: np.ndarray) -> np.ndarray:
+    x = x - x.max(axis=-1, keepdims=True)
+    return x - np.log(np.exp(x).sum(axis=-1, keepdims=True))
+
+
+def rnnt_beam_step(heads: TransducerHeads, encoded: np.ndarray, state: BeamState, blank: int,
+                   search: BeamSearch, lm: NgramLM | None = None) -> BeamState:
+    """encoded (T, D) of the chunk's valid frames."""
+    hyps = list(state.hyps)
+    keep = max(CONTEXT, lm.order - 1 if lm is not None else 0)
+    for t in range(len(encoded)):
+        frame = state.frames + t
+        logits = heads.joint(np.repeat(encoded[t : t + 1], len(hyps), axis=0),
+                             np.concatenate([h.prediction for h in hyps]))  # (B, V+1)
+        scores = _log_softmax(logits.astype(np.float64)) + np.array([h.score for h in hyps])[:, None]  # (B, V+1)
+        scores[:, :blank] += search.token_bonus
+        if lm is not None and search.lm_weight:
+            scores[:, :blank] += search.lm_weight * np.stack([lm.log_probs(h.context) for h in hyps])  # (B, V)
+        flat = scores.ravel()
+        top = np.argpartition(-flat, min(search.beam, flat.size - 1))[: search.beam]
+        merged: dict[tuple[int, ...], tuple[float, int, int]] = {}  # tokens -> (score, parent, token or blank)
+        for i in top[np.argsort(-flat[top])]:
+            b, k = divmod(int(i), scores.shape[1])
+            key = hyps[b].tokens if k == blank else (*hyps[b].tokens, k)
+            old = merged.get(key)
+            merged[key] = (float(flat[i]), b, k) if old is None else (float(np.logaddexp(old[0], flat[i])), *old[1:])
+        grown = [(s, b, k) for s, b, k in merged.values() if k != blank]
+        if grown:
+            predictor = stack_batch([hyps[b].predictor for _, b, _ in grown], PREDICTOR_BATCH_AXES)
+            prediction, predictor = heads.predict(np.array([k for _, _, k in grown], dtype=np.int64), predictor)
+        new = []
+        for score, b, k in merged.values():
+            h = hyps[b]
+            if k == blank:
+                new.append(h._replace(score=score))
+                continue
+            i = next(j for j, g in enumerate(grown) if g[1] == b and g[2] == k)
+            new.append(Hypothesis((*h.tokens, k), (*h.frames, frame), score, (*h.context, k)[-keep:],
+                                  batch_row(predictor, i, PREDICTOR_BATCH_AXES), prediction[i : i + 1]))
+        hyps = sorted(new, key=lambda h: -h.score)
+    return BeamState(tuple(hyps), state.frames + len(encoded))
