@@ -7,8 +7,8 @@ interpolated Kneser-Ney (one discount) and stored in backoff form, as an ARPA fi
 
 where h' drops h's oldest token and the unigram level backs off to the uniform 1 / V. Below the highest
 order c counts distinct preceding tokens (continuation counts), except for n-grams that begin a sentence.
-For a seen n-gram the file stores log p(w | h) itself; an unseen one is ``log gamma(h) + log p(w | h')``. Sentences start with the
-begin-of-sentence id (= the blank id, never a text token).
+For a seen n-gram the file stores log p(w | h) itself; an unseen one is ``log gamma(h) + log p(w | h')``.
+Sentences start with the begin-of-sentence id (= the blank id, never a text token).
 
 File (``.npz``, no pickles): ``order``, ``vocab`` (V, text tokens), ``discount``, and per context length
 k = 0 .. order-1: ``keys{k}`` (sorted int64 context keys, 9 bits per token), ``backoff{k}`` (log gamma per
