@@ -15,7 +15,9 @@ Hypotheses hold the tokens of the open segment only: when a segment ends the rec
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
@@ -36,6 +38,17 @@ class BeamSearch:
     def __post_init__(self) -> None:
         if self.beam < 1:
             raise ValueError(f"beam must be >= 1, got {self.beam}")
+
+
+def load_decoding(path: Path) -> tuple[BeamSearch, NgramLM | None]:
+    """A model's recommended decoding, ``decoding.json``: ``{"beam", "lm_weight", "token_bonus", "lm"}`` (``lm``: an
+    n-gram file beside it, or null)."""
+    try:
+        d = json.loads(path.read_text(encoding="utf-8"))
+        search = BeamSearch(**{f.name: d[f.name] for f in fields(BeamSearch)})
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"{path}: not a decoding file ({e!r})") from None
+    return search, NgramLM.load(path.parent / d["lm"]) if d.get("lm") else None
 
 
 class Hypothesis(NamedTuple):

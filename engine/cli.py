@@ -29,6 +29,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from importlib.metadata import version
 from pathlib import Path
 from typing import TextIO
@@ -36,15 +37,17 @@ from typing import TextIO
 from ouvir.engine.audio.sources import AudioSource
 from ouvir.engine.audio.writer import audio_writer
 from ouvir.engine.backends import BACKENDS, PRECISIONS
+from ouvir.engine.beam import BeamSearch
 from ouvir.engine.bench.cli import add_bench_parser
 from ouvir.engine.bench.host import add_bench_host_parser
 from ouvir.engine.bundle import BundleError, add_verify_parser
 from ouvir.engine.completion import SHELLS, script
-from ouvir.engine.default_model import default_model
+from ouvir.engine.default_model import default_decoding, default_model
 from ouvir.engine.errors import EngineError
 from ouvir.engine.events import Event, Final, Overload, Partial, event_to_dict
 from ouvir.engine.loop import LoopConfig, PacedSource, RealtimeLoop
 from ouvir.engine.models_cli import add_models_parser
+from ouvir.engine.ngram import NgramLM
 from ouvir.engine.recognizer import Recognizer
 from ouvir.engine.subtitles import SUBTITLE_FORMATS, SubtitleWriter
 from ouvir.export.cli import add_export_parser
@@ -105,11 +108,32 @@ def interrupt_stops(stop: Callable[[], None]) -> Iterator[None]:
 
 
 def open_recognizer(args: argparse.Namespace) -> Recognizer:
-    """--model (or $OUVIR_MODEL); without one, the shipped default model's build for --backend/--precision."""
+    """--model (or $OUVIR_MODEL); without one, the shipped default model's build for --backend/--precision and
+    its decoding (beam search with its n-gram), which --beam / --lm / --lm-weight / --token-bonus override."""
     model, backend = args.model, args.backend
+    search, lm = None, None
     if model is None:
         model, backend = default_model(backend, args.precision)
-    return Recognizer.open(model, backend, args.precision, args.lookahead_ms, args.decoder)
+        if args.decoder in (None, "rnnt") and (shipped := default_decoding()) is not None:
+            search, lm = shipped
+    if args.lm is not None:
+        lm = NgramLM.load(args.lm)
+    if args.beam is not None:
+        search = replace(search or BeamSearch(), beam=args.beam) if args.beam else None
+    elif args.lm is not None or args.lm_weight is not None or args.token_bonus is not None:
+        search = search or BeamSearch()
+    if search is not None:
+        search = replace(search, lm_weight=search.lm_weight if args.lm_weight is None else args.lm_weight,
+                         token_bonus=search.token_bonus if args.token_bonus is None else args.token_bonus)
+    return Recognizer.open(model, backend, args.precision, args.lookahead_ms, args.decoder, search=search,
+                           lm=lm if search is not None and search.lm_weight else None)
+
+
+def _search_text(rec: Recognizer) -> str:
+    if rec.search is None:
+        return ""
+    fused = f" + n-gram x {rec.search.lm_weight:g}" if rec.lm is not None else ""
+    return f" (beam {rec.search.beam}{fused})"
 
 
 def _open_input(path: Path, args: argparse.Namespace) -> AudioSource:
@@ -145,7 +169,8 @@ def demo(args: argparse.Namespace) -> int:
     from ouvir.models.train.wer import word_error_rate
 
     rec = open_recognizer(args)
-    print(f"ouvir demo: {rec.backend.name} backend, {rec.decoder} decoder, look-ahead {rec.info.lookahead_ms} ms"
+    print(f"ouvir demo: {rec.backend.name} backend, {rec.decoder} decoder{_search_text(rec)}, "
+          f"look-ahead {rec.info.lookahead_ms} ms"
           f"{', real time' if args.realtime else ''}", file=sys.stderr)
     refs, hyps = [], []
     stop = threading.Event()
@@ -228,6 +253,13 @@ def _model_options(p: argparse.ArgumentParser) -> None:
                         "model's fp32 build)")
     p.add_argument("--lookahead-ms", type=int, default=None, help="attention look-ahead (default: the model's)")
     p.add_argument("--decoder", choices=("rnnt", "ctc"), default=None, help="default: rnnt when the model has it")
+    p.add_argument("--beam", type=int, default=None,
+                   help="RNNT beam search of this width, 0: greedy (default: the default model's decoding.json, "
+                        "greedy for other models)")
+    p.add_argument("--lm", type=Path, default=None, help="a token n-gram (.npz, python -m ouvir.models.train.lm) "
+                                                        "fused into the beam search")
+    p.add_argument("--lm-weight", type=float, default=None, help="the n-gram's scale in the fused score")
+    p.add_argument("--token-bonus", type=float, default=None, help="added to the score per emitted token")
 
 
 def _output_options(p: argparse.ArgumentParser) -> None:

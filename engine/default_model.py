@@ -6,6 +6,8 @@
     onnx-int8/      bundle (onnxruntime, int8)
     pte-int8/       bundle (ExecuTorch / XNNPACK, int8)
     samples/        held-out synthetic sample WAVs and samples.jsonl ({"file", "text"} per line)
+    decoding.json   the decoding it is measured with: RNNT beam search fused with lm.npz (engine/beam.py)
+    lm.npz          a token n-gram of the training sentences (engine/ngram.py)
 
 ``ouvir listen`` / ``transcribe`` use it when neither ``--model`` nor $OUVIR_MODEL names another.
 """
@@ -16,6 +18,9 @@ import json
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
+
+from ouvir.engine.beam import BeamSearch, load_decoding
+from ouvir.engine.ngram import NgramLM
 
 # (backend, precision) -> file or folder inside default_model/. The first entry is the default.
 SHIPPED = {
@@ -46,6 +51,12 @@ def default_model(backend: str | None, precision: str | None) -> tuple[Path, str
         raise FileNotFoundError(f"no default model is installed at {path} (this build ships none yet, see the README): "
                                 "pass --model a .nemo, an ouvir checkpoint or a bundle")
     return path, backend
+
+
+def default_decoding() -> tuple[BeamSearch, NgramLM | None] | None:
+    """The shipped model's beam search and n-gram (``decoding.json``), or None where it ships none (greedy)."""
+    path = root() / "decoding.json"
+    return load_decoding(path) if path.is_file() else None
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ouvir.engine.audio import FileSource
-from ouvir.engine.beam import BeamSearch
+from ouvir.engine.beam import BeamSearch, load_decoding
 from ouvir.engine.bench.paths import portable_paths
 from ouvir.engine.ngram import NgramLM
 from ouvir.engine.recognizer import Recognizer
@@ -151,6 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lm", type=Path, default=None, help="an n-gram (.npz) fused into the beam search")
     p.add_argument("--lm-weight", type=float, nargs="*", default=[0.0], help="one run per weight")
     p.add_argument("--token-bonus", type=float, default=0.0)
+    p.add_argument("--decoding", type=Path, default=None,
+                   help="a decoding.json (e.g. pkg/default_model/decoding.json) instead of --beam / --lm flags")
     p.add_argument("--limit", type=int, default=None, help="first N utterances only")
     p.add_argument("--out", type=Path, default=None, help="JSON report")
     a = p.parse_args(argv)
@@ -161,7 +163,12 @@ def main(argv: list[str] | None = None) -> int:
     refs = [u.text for u in utts]
     labels = manifest_labels(a.data, a.split, len(utts))
     lm = NgramLM.load(a.lm) if a.lm else None
-    searches = [BeamSearch(a.beam, w, a.token_bonus) for w in a.lm_weight] if a.beam else [None]
+    searches: list[BeamSearch | None] = [None]
+    if a.beam:
+        searches = [BeamSearch(a.beam, w, a.token_bonus) for w in a.lm_weight]
+    if a.decoding is not None:
+        search, lm = load_decoding(a.decoding)
+        searches = [search]
     scores, breakdowns = [], []
     for ms, search in ((ms, s) for ms in a.lookahead_ms for s in searches):
         if search is not None:

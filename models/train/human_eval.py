@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ouvir.engine.beam import load_decoding
 from ouvir.engine.bench.paths import portable_paths
 from ouvir.models.train.batching import read_split
 from ouvir.models.train.evaluate import evaluate, load_audio
@@ -91,15 +92,17 @@ class Comparison:
 
 
 def compare(model: Path, data: Path, backend: str | None, precision: str | None, lookahead_ms: int | None,
-            decoder: str | None) -> Comparison:
+            decoder: str | None, decoding: Path | None = None) -> Comparison:
     utts = read_split(data, SPLIT)
     refs = [normalize_text(u.text) for u in utts]
     audio_s = sum(u.duration for u in utts)
-    score = evaluate(model, utts, backend, precision, lookahead_ms, decoder, offline=False)[0]
+    search, lm = load_decoding(decoding) if decoding is not None else (None, None)
+    score = evaluate(model, utts, backend, precision, lookahead_ms, decoder, False, search, lm)[0]
+    beam = "" if search is None else f", beam {search.beam}" + (f" + n-gram x {search.lm_weight:g}" if lm else "")
     ours = [normalize_text(h) for h in score.hypotheses]
     theirs = [normalize_text(h) for h in pocketsphinx_texts([load_audio(u.path) for u in utts])]
     systems = (
-        System("ouvir", f"{score.backend} {score.precision} {score.lookahead_ms} ms {score.decoder}",
+        System("ouvir", f"{score.backend} {score.precision} {score.lookahead_ms} ms {score.decoder}{beam}",
                word_error_rate(refs, ours)),
         System("pocketsphinx", f"pocketsphinx {version('pocketsphinx')}, bundled en-us model",
                word_error_rate(refs, theirs)),
@@ -118,12 +121,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--precision", choices=("fp32", "int8"), default=None, help="default: what the model holds")
     p.add_argument("--lookahead-ms", type=int, default=None)
     p.add_argument("--decoder", choices=("rnnt", "ctc"), default=None)
+    p.add_argument("--decoding", type=Path, default=None,
+                   help="a decoding.json (beam search, n-gram: pkg/default_model/decoding.json); default greedy")
     p.add_argument("--out", type=Path, default=None, help="JSON report")
     a = p.parse_args(argv)
     import torch
 
     torch.set_num_threads(1)
-    result = compare(a.model, a.data, a.backend, a.precision, a.lookahead_ms, a.decoder)
+    result = compare(a.model, a.data, a.backend, a.precision, a.lookahead_ms, a.decoder, a.decoding)
     for s in result.systems:
         print(f"{s.name:12s} WER {100 * s.wer:6.2f} %  ({s.setting})", flush=True)
     if a.out is not None:
