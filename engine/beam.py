@@ -5,9 +5,11 @@ encoder frame, every hypothesis is scored by one joint call (rows = hypotheses);
 (blank) or grows by one token, scored
 
     score + log p_rnnt(k | frame, hypothesis) + lm_weight * log p_lm(k | last tokens) + token_bonus
+          - oov_penalty (where k spells the hypothesis out of the lexicon: engine/lexicon.py)
 
-(fusion and bonus on text tokens only); candidates with the same tokens are merged (log-add) and the best
-``beam`` go on; the ones that grew get their prediction-net step in one batched call.
+(fusion and bonus on text tokens only; the lexicon is checked on the best ``4 * beam`` candidates only);
+candidates with the same tokens are merged (log-add) and the best ``beam`` go on; the ones that grew get their
+prediction-net step in one batched call.
 
 Hypotheses hold the tokens of the open segment only: when a segment ends the recognizer keeps the best one
 (``keep_best``), so a Final never changes and a long stream keeps flat memory.
@@ -24,6 +26,7 @@ import numpy as np
 
 from ouvir.engine.backends.base import PREDICTOR_BATCH_AXES, PredictorState, batch_row, stack_batch
 from ouvir.engine.decoders import TransducerHeads
+from ouvir.engine.lexicon import START, Lexicon, Spelling, Word
 from ouvir.engine.ngram import NgramLM
 
 CONTEXT = 8  # previous ids kept per hypothesis without an LM (enough for any order it may be given)
@@ -34,21 +37,31 @@ class BeamSearch:
     beam: int = 4
     lm_weight: float = 0.0  # the n-gram's log p scale (0: no fusion)
     token_bonus: float = 0.0  # added per emitted token (counters the LM's pull towards fewer tokens)
+    oov_penalty: float = 0.0  # subtracted once per word that leaves the lexicon (0: no lexicon)
 
     def __post_init__(self) -> None:
         if self.beam < 1:
             raise ValueError(f"beam must be >= 1, got {self.beam}")
 
 
-def load_decoding(path: Path) -> tuple[BeamSearch, NgramLM | None]:
-    """A model's recommended decoding, ``decoding.json``: ``{"beam", "lm_weight", "token_bonus", "lm"}`` (``lm``: an
-    n-gram file beside it, or null)."""
+class Decoding(NamedTuple):
+    """A model's recommended decoding: the search and what it fuses."""
+
+    search: BeamSearch
+    lm: NgramLM | None
+    lexicon: Lexicon | None
+
+
+def load_decoding(path: Path) -> Decoding:
+    """``decoding.json``: the ``BeamSearch`` fields, ``lm`` (an n-gram file beside it, or null) and ``lexicon`` (a
+    word list beside it, or null)."""
     try:
         d = json.loads(path.read_text(encoding="utf-8"))
         search = BeamSearch(**{f.name: d[f.name] for f in fields(BeamSearch)})
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise ValueError(f"{path}: not a decoding file ({e!r})") from None
-    return search, NgramLM.load(path.parent / d["lm"]) if d.get("lm") else None
+    lm = NgramLM.load(path.parent / d["lm"]) if d.get("lm") else None
+    return Decoding(search, lm, Lexicon.load(path.parent / d["lexicon"]) if d.get("lexicon") else None)
 
 
 class Hypothesis(NamedTuple):
@@ -56,6 +69,7 @@ class Hypothesis(NamedTuple):
     frames: tuple[int, ...]  # global encoder frame of each token
     score: float  # log p_rnnt + lm_weight * log p_lm + bonuses, over everything decoded
     context: tuple[int, ...]  # the last ids (the LM's history; begins with <s> = blank)
+    word: Word  # the word being spelled (lexicon)
     predictor: PredictorState  # (P, 1, H)
     prediction: np.ndarray  # (1, P)
 
@@ -71,7 +85,7 @@ class BeamState(NamedTuple):
 
 def beam_initial_state(heads: TransducerHeads, blank: int) -> BeamState:
     prediction, predictor = heads.predict(np.array([blank], dtype=np.int64), heads.initial_predictor_state(1))
-    return BeamState((Hypothesis((), (), 0.0, (blank,), predictor, prediction),), 0)
+    return BeamState((Hypothesis((), (), 0.0, (blank,), START, predictor, prediction),), 0)
 
 
 def keep_best(state: BeamState, tokens: tuple[int, ...], frames: tuple[int, ...]) -> BeamState:
@@ -85,7 +99,7 @@ def _log_softmax(x: np.ndarray) -> np.ndarray:
 
 
 def rnnt_beam_step(heads: TransducerHeads, encoded: np.ndarray, state: BeamState, blank: int,
-                   search: BeamSearch, lm: NgramLM | None = None) -> BeamState:
+                   search: BeamSearch, lm: NgramLM | None = None, spelling: Spelling | None = None) -> BeamState:
     """encoded (T, D) of the chunk's valid frames."""
     hyps = list(state.hyps)
     keep = max(CONTEXT, lm.order - 1 if lm is not None else 0)
@@ -97,8 +111,17 @@ def rnnt_beam_step(heads: TransducerHeads, encoded: np.ndarray, state: BeamState
         scores[:, :blank] += search.token_bonus
         if lm is not None and search.lm_weight:
             scores[:, :blank] += search.lm_weight * np.stack([lm.log_probs(h.context) for h in hyps])  # (B, V)
-        flat = scores.ravel()
-        top = np.argpartition(-flat, min(search.beam, flat.size - 1))[: search.beam]
+        flat = scores.ravel()  # (B * (V+1),) a view: penalties land in scores too
+        if spelling is not None and search.oov_penalty:
+            n = min(4 * search.beam, flat.size)
+            top = np.argpartition(-flat, n - 1)[:n]
+            for i in top:
+                b, k = divmod(int(i), scores.shape[1])
+                if k != blank and spelling.step(hyps[b].word, k)[1]:
+                    flat[i] -= search.oov_penalty
+            top = top[np.argsort(-flat[top])][: search.beam]
+        else:
+            top = np.argpartition(-flat, min(search.beam, flat.size - 1))[: search.beam]
         merged: dict[tuple[int, ...], tuple[float, int, int]] = {}  # tokens -> (score, parent, token or blank)
         for i in top[np.argsort(-flat[top])]:
             b, k = divmod(int(i), scores.shape[1])
@@ -116,7 +139,8 @@ def rnnt_beam_step(heads: TransducerHeads, encoded: np.ndarray, state: BeamState
                 new.append(h._replace(score=score))
                 continue
             i = next(j for j, g in enumerate(grown) if g[1] == b and g[2] == k)
-            new.append(Hypothesis((*h.tokens, k), (*h.frames, frame), score, (*h.context, k)[-keep:],
+            word = spelling.step(h.word, k)[0] if spelling is not None else h.word
+            new.append(Hypothesis((*h.tokens, k), (*h.frames, frame), score, (*h.context, k)[-keep:], word,
                                   batch_row(predictor, i, PREDICTOR_BATCH_AXES), prediction[i : i + 1]))
         hyps = sorted(new, key=lambda h: -h.score)
     return BeamState(tuple(hyps), state.frames + len(encoded))

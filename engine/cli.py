@@ -45,6 +45,7 @@ from ouvir.engine.completion import SHELLS, script
 from ouvir.engine.default_model import default_decoding, default_model
 from ouvir.engine.errors import EngineError
 from ouvir.engine.events import Event, Final, Overload, Partial, event_to_dict
+from ouvir.engine.lexicon import Lexicon
 from ouvir.engine.loop import LoopConfig, PacedSource, RealtimeLoop
 from ouvir.engine.models_cli import add_models_parser
 from ouvir.engine.ngram import NgramLM
@@ -109,31 +110,32 @@ def interrupt_stops(stop: Callable[[], None]) -> Iterator[None]:
 
 def open_recognizer(args: argparse.Namespace) -> Recognizer:
     """--model (or $OUVIR_MODEL); without one, the shipped default model's build for --backend/--precision and
-    its decoding (beam search with its n-gram), which --beam / --lm / --lm-weight / --token-bonus override."""
+    its decoding (beam search, n-gram, lexicon), which --beam / --lm / --lexicon / ... override."""
     model, backend = args.model, args.backend
-    search, lm = None, None
+    search, lm, lexicon = None, None, None
     if model is None:
         model, backend = default_model(backend, args.precision)
         if args.decoder in (None, "rnnt") and (shipped := default_decoding()) is not None:
-            search, lm = shipped
-    if args.lm is not None:
-        lm = NgramLM.load(args.lm)
-    if args.beam is not None:
-        search = replace(search or BeamSearch(), beam=args.beam) if args.beam else None
-    elif args.lm is not None or args.lm_weight is not None or args.token_bonus is not None:
-        search = search or BeamSearch()
-    if search is not None:
-        search = replace(search, lm_weight=search.lm_weight if args.lm_weight is None else args.lm_weight,
-                         token_bonus=search.token_bonus if args.token_bonus is None else args.token_bonus)
-    return Recognizer.open(model, backend, args.precision, args.lookahead_ms, args.decoder, search=search,
-                           lm=lm if search is not None and search.lm_weight else None)
+            search, lm, lexicon = shipped
+    lm = NgramLM.load(args.lm) if args.lm is not None else lm
+    lexicon = Lexicon.load(args.lexicon) if args.lexicon is not None else lexicon
+    given = {k: v for k in ("lm_weight", "token_bonus", "oov_penalty") if (v := getattr(args, k)) is not None}
+    if args.beam == 0:
+        search = None
+    elif args.beam is not None or given or args.lm is not None or args.lexicon is not None:
+        search = replace(search or BeamSearch(), **given, **({"beam": args.beam} if args.beam else {}))
+    if search is None:
+        lm, lexicon = None, None
+    return Recognizer.open(model, backend, args.precision, args.lookahead_ms, args.decoder, search=search, lm=lm,
+                           lexicon=lexicon)
 
 
 def _search_text(rec: Recognizer) -> str:
     if rec.search is None:
         return ""
     fused = f" + n-gram x {rec.search.lm_weight:g}" if rec.lm is not None else ""
-    return f" (beam {rec.search.beam}{fused})"
+    held = " + lexicon" if rec.spelling is not None and rec.search.oov_penalty else ""
+    return f" (beam {rec.search.beam}{fused}{held})"
 
 
 def _open_input(path: Path, args: argparse.Namespace) -> AudioSource:
@@ -260,6 +262,8 @@ def _model_options(p: argparse.ArgumentParser) -> None:
                                                         "fused into the beam search")
     p.add_argument("--lm-weight", type=float, default=None, help="the n-gram's scale in the fused score")
     p.add_argument("--token-bonus", type=float, default=None, help="added to the score per emitted token")
+    p.add_argument("--lexicon", type=Path, default=None, help="a word list (gzip text) the hypotheses are held to")
+    p.add_argument("--oov-penalty", type=float, default=None, help="the score a word that leaves the lexicon loses")
 
 
 def _output_options(p: argparse.ArgumentParser) -> None:

@@ -6,8 +6,10 @@
     onnx-int8/      bundle (onnxruntime, int8)
     pte-int8/       bundle (ExecuTorch / XNNPACK, int8)
     samples/        held-out synthetic sample WAVs and samples.jsonl ({"file", "text"} per line)
-    decoding.json   the decoding it is measured with: RNNT beam search fused with lm.npz (engine/beam.py)
+    decoding.json   the decoding it is measured with: RNNT beam search fused with lm.npz and held to
+                    lexicon.txt.gz (engine/beam.py)
     lm.npz          a token n-gram of the training sentences (engine/ngram.py)
+    lexicon.txt.gz  the dictionary the training texts' words come from (engine/lexicon.py)
 
 ``ouvir listen`` / ``transcribe`` use it when neither ``--model`` nor $OUVIR_MODEL names another.
 """
@@ -19,8 +21,7 @@ from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
 
-from ouvir.engine.beam import BeamSearch, load_decoding
-from ouvir.engine.ngram import NgramLM
+from ouvir.engine.beam import Decoding, load_decoding
 
 # (backend, precision) -> file or folder inside default_model/. The first entry is the default.
 SHIPPED = {
@@ -53,8 +54,8 @@ def default_model(backend: str | None, precision: str | None) -> tuple[Path, str
     return path, backend
 
 
-def default_decoding() -> tuple[BeamSearch, NgramLM | None] | None:
-    """The shipped model's beam search and n-gram (``decoding.json``), or None where it ships none (greedy)."""
+def default_decoding() -> Decoding | None:
+    """The shipped model's beam search, n-gram and lexicon (``decoding.json``), or None where it ships none."""
     path = root() / "decoding.json"
     return load_decoding(path) if path.is_file() else None
 

@@ -41,6 +41,7 @@ from ouvir.engine.endpoint import EndpointConfig, SegmentProgress, is_endpoint
 from ouvir.engine.errors import NonFiniteAudioError
 from ouvir.engine.events import Event, Final, Partial, TokenTime
 from ouvir.engine.features import StreamingLogMel
+from ouvir.engine.lexicon import Lexicon, Spelling
 from ouvir.engine.ngram import NgramLM
 from ouvir.engine.scheduler import Chunk, ChunkScheduler
 from ouvir.engine.tokens import Detokenizer
@@ -131,8 +132,10 @@ class Recognizer:
         endpoint: EndpointConfig = DEFAULT_ENDPOINT,
         search: BeamSearch | None = None,
         lm: NgramLM | None = None,
+        lexicon: Lexicon | None = None,
     ) -> None:
-        """``search``: RNNT beam search (None: greedy); ``lm``: an n-gram fused into it."""
+        """``search``: RNNT beam search (None: greedy); ``lm``: an n-gram fused into it; ``lexicon``: the words its
+        hypotheses are held to (``search.oov_penalty``)."""
         info = backend.info
         self.backend = backend
         self.info = info
@@ -143,14 +146,15 @@ class Recognizer:
         self.detokenizer = Detokenizer(info.vocabulary)
         if search is not None and self.decoder != "rnnt":
             raise ValueError(f"beam search needs the rnnt decoder, not {self.decoder!r}")
-        if lm is not None and search is None:
-            raise ValueError("an n-gram LM is fused into beam search: give a BeamSearch too")
+        if (lm is not None or lexicon is not None) and search is None:
+            raise ValueError("an n-gram LM or a lexicon works in beam search: give a BeamSearch too")
         if lm is not None and lm.vocab != len(info.vocabulary):
             raise ValueError(
                 f"the n-gram LM has {lm.vocab} tokens, the model {len(info.vocabulary)}: another tokenizer"
             )
         self.search = search
         self.lm = lm
+        self.spelling = Spelling(lexicon, info.vocabulary) if lexicon is not None else None
 
     @classmethod
     def open(
@@ -163,10 +167,11 @@ class Recognizer:
         endpoint: EndpointConfig = DEFAULT_ENDPOINT,
         search: BeamSearch | None = None,
         lm: NgramLM | None = None,
+        lexicon: Lexicon | None = None,
     ) -> Recognizer:
         """A .nemo / ouvir checkpoint (torch backend) or a bundle directory (its onnx / pte backend); ``backend``
         and ``precision`` default to what the model holds."""
-        return cls(open_backend(model, backend, precision, lookahead_ms), decoder, endpoint, search, lm)
+        return cls(open_backend(model, backend, precision, lookahead_ms), decoder, endpoint, search, lm, lexicon)
 
     def create_stream(self) -> Stream:
         blank = self.info.blank_id
@@ -227,7 +232,7 @@ class Recognizer:
         if self.search is not None:
             for stream, x in zip(streams, valid, strict=True):
                 stream.decoder_state = rnnt_beam_step(self.backend, x, stream.decoder_state, blank, self.search,
-                                                      self.lm)
+                                                      self.lm, self.spelling)
                 for event in self._follow_beam(stream):
                     yield stream, event
             return

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from ouvir.engine.audio.writer import audio_writer
+from ouvir.engine.beam import load_decoding
 from ouvir.engine.bundle import Bundle, BundleError, load_bundle
 from ouvir.engine.errors import EngineError
 from ouvir.engine.loop import LoopConfig
@@ -66,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("model")
     g.add_argument("--lookahead-ms", type=int, help="one of the bundle's look-aheads (default: the bundle's)")
     g.add_argument("--decoder", choices=("rnnt", "ctc"), help="default: the bundle's first")
+    g.add_argument("--decoding", type=Path, default=None,
+                   help="a decoding.json: RNNT beam search and its n-gram (the default model has one); default greedy")
     g.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads (default: one per physical core)")
     g.add_argument("--max-lag-s", type=float, default=LoopConfig.max_lag_s, metavar="S",
                    help="overload policy: queued audio beyond S seconds is dropped, oldest first")
@@ -136,7 +139,8 @@ def _open_recognizer(args: argparse.Namespace) -> tuple[Bundle, Recognizer]:
     from ouvir.engine.backends.onnx_backend import OnnxBackend  # onnxruntime is imported only now
 
     backend = OnnxBackend(bundle, bundle.select(args.lookahead_ms), threads=args.threads)
-    return bundle, Recognizer(backend, args.decoder)
+    search, lm, lexicon = load_decoding(args.decoding) if args.decoding is not None else (None, None, None)
+    return bundle, Recognizer(backend, args.decoder, search=search, lm=lm, lexicon=lexicon)
 
 
 def run(args: argparse.Namespace, input_cfg: InputConfig, server_cfg: ServerConfig | None) -> int:

@@ -23,6 +23,7 @@ import numpy as np
 from ouvir.engine.audio import FileSource
 from ouvir.engine.beam import BeamSearch, load_decoding
 from ouvir.engine.bench.paths import portable_paths
+from ouvir.engine.lexicon import Lexicon
 from ouvir.engine.ngram import NgramLM
 from ouvir.engine.recognizer import Recognizer
 from ouvir.models.train.batching import Utterance, read_split
@@ -94,11 +95,11 @@ def offline_texts(model_path: Path, audios: Sequence[np.ndarray], context: tuple
 
 def evaluate(model: Path, utts: Sequence[Utterance], backend: str | None, precision: str | None,
              lookahead_ms: int | None, decoder: str | None, offline: bool, search: BeamSearch | None = None,
-             lm: NgramLM | None = None) -> list[Score]:
+             lm: NgramLM | None = None, lexicon: Lexicon | None = None) -> list[Score]:
     audios = [load_audio(u.path) for u in utts]
     refs = [u.text for u in utts]
     audio_s = sum(len(a) for a in audios) / 16000
-    rec = Recognizer.open(model, backend, precision, lookahead_ms, decoder, search=search, lm=lm)
+    rec = Recognizer.open(model, backend, precision, lookahead_ms, decoder, search=search, lm=lm, lexicon=lexicon)
     ms = round(rec.info.lookahead_ms)
     start = time.process_time()
     hyps = streaming_texts(rec, audios)
@@ -151,6 +152,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lm", type=Path, default=None, help="an n-gram (.npz) fused into the beam search")
     p.add_argument("--lm-weight", type=float, nargs="*", default=[0.0], help="one run per weight")
     p.add_argument("--token-bonus", type=float, default=0.0)
+    p.add_argument("--lexicon", type=Path, default=None, help="a word list the beam holds hypotheses to")
+    p.add_argument("--oov-penalty", type=float, nargs="*", default=[0.0], help="one run per penalty")
     p.add_argument("--decoding", type=Path, default=None,
                    help="a decoding.json (e.g. pkg/default_model/decoding.json) instead of --beam / --lm flags")
     p.add_argument("--limit", type=int, default=None, help="first N utterances only")
@@ -163,18 +166,21 @@ def main(argv: list[str] | None = None) -> int:
     refs = [u.text for u in utts]
     labels = manifest_labels(a.data, a.split, len(utts))
     lm = NgramLM.load(a.lm) if a.lm else None
+    lexicon = Lexicon.load(a.lexicon) if a.lexicon else None
     searches: list[BeamSearch | None] = [None]
     if a.beam:
-        searches = [BeamSearch(a.beam, w, a.token_bonus) for w in a.lm_weight]
+        searches = [BeamSearch(a.beam, w, a.token_bonus, p) for w in a.lm_weight for p in a.oov_penalty]
     if a.decoding is not None:
-        search, lm = load_decoding(a.decoding)
+        search, lm, lexicon = load_decoding(a.decoding)
         searches = [search]
     scores, breakdowns = [], []
     for ms, search in ((ms, s) for ms in a.lookahead_ms for s in searches):
         if search is not None:
-            print(f"beam {search.beam}, lm weight {search.lm_weight}, token bonus {search.token_bonus}", flush=True)
+            print(f"beam {search.beam}, lm weight {search.lm_weight}, token bonus {search.token_bonus}, "
+                  f"oov penalty {search.oov_penalty}", flush=True)
         for score in evaluate(a.model, utts, a.backend, a.precision, ms, a.decoder, a.offline, search,
-                              lm if search is not None and search.lm_weight else None):
+                              lm if search is not None and search.lm_weight else None,
+                              lexicon if search is not None and search.oov_penalty else None):
             print(score.line(), flush=True)
             scores.append(score)
             if labels is not None:

@@ -96,9 +96,10 @@ def compare(model: Path, data: Path, backend: str | None, precision: str | None,
     utts = read_split(data, SPLIT)
     refs = [normalize_text(u.text) for u in utts]
     audio_s = sum(u.duration for u in utts)
-    search, lm = load_decoding(decoding) if decoding is not None else (None, None)
-    score = evaluate(model, utts, backend, precision, lookahead_ms, decoder, False, search, lm)[0]
+    search, lm, lexicon = load_decoding(decoding) if decoding is not None else (None, None, None)
+    score = evaluate(model, utts, backend, precision, lookahead_ms, decoder, False, search, lm, lexicon)[0]
     beam = "" if search is None else f", beam {search.beam}" + (f" + n-gram x {search.lm_weight:g}" if lm else "")
+    beam += " + lexicon" if lexicon is not None else ""
     ours = [normalize_text(h) for h in score.hypotheses]
     theirs = [normalize_text(h) for h in pocketsphinx_texts([load_audio(u.path) for u in utts])]
     systems = (

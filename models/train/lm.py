@@ -1,6 +1,9 @@
-"""Build the default model's token n-gram (engine/ngram.py) from the training side of the text corpus.
+"""Build the default model's token n-gram (engine/ngram.py) from the training side of the text corpus, and its
+lexicon (engine/lexicon.py): the dictionary every corpus word comes from (wamerican, as ``text.load_vocabulary``
+reads it).
 
-    python -m ouvir.models.train.lm --tokenizer pkg/default_model/onnx-fp32/tokenizer.model --out lm.npz
+    python -m ouvir.models.train.lm --tokenizer pkg/default_model/onnx-fp32/tokenizer.model --out lm.npz \
+        --lexicon lexicon.txt.gz
 
 Only ``Corpus.train`` sentences are counted: the held-out test sentences (``text.is_test_text``) never are, so the
 test set's WER with the LM measures sentences the LM has not seen, from the same kinds of text.
@@ -13,9 +16,10 @@ import json
 import time
 from pathlib import Path
 
+from ouvir.engine.lexicon import Lexicon
 from ouvir.engine.ngram import build
 from ouvir.models.tokenizer import Tokenizer
-from ouvir.models.train.text import load_corpus, read_corpus
+from ouvir.models.train.text import TextSources, load_corpus, load_vocabulary, read_corpus
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,7 +30,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--discount", type=float, default=0.7)
     p.add_argument("--min-count", type=int, default=2, help="drop n-grams (length >= 3) seen fewer times")
     p.add_argument("--corpus", type=Path, help="a saved corpus (text.save_corpus) instead of the Debian texts")
+    p.add_argument("--lexicon", type=Path, help="also write the dictionary's words here (gzip text)")
     a = p.parse_args(argv)
+    if a.lexicon is not None:
+        Lexicon(load_vocabulary(TextSources().words)).save(a.lexicon)
     start = time.perf_counter()
     tok = Tokenizer(a.tokenizer.read_bytes())
     corpus = read_corpus(a.corpus) if a.corpus else load_corpus()
