@@ -9,7 +9,9 @@ with the accuracy report measured on ``--calibration`` held-out test utterances 
 hold the default 480 ms look-ahead only, to stay within the 30 MB the repository allows the model; `ouvir export`
 makes bundles of the others from `model.ouvir`, which has all four) and
 ``samples/`` (a few held-out test utterances, one per TTS engine, with ``samples.jsonl``). Only the test split
-of ``--data`` is read: every sample and calibration utterance is a held-out voice and sentence.
+of ``--data`` is read: every sample and calibration utterance is a held-out voice and sentence. ``--decoding``
+copies a ``decoding.json`` and the n-gram and lexicon it names (engine/beam.py) beside them: the decoding the
+CLI uses for the default model.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ouvir.engine.beam import load_decoding
 from ouvir.engine.default_model import SHIPPED
 from ouvir.export.bundle import export_bundle
 from ouvir.models.checkpoint import load_checkpoint
@@ -51,10 +54,22 @@ def pick_samples(rows: list[dict[str, Any]], count: int, min_s: float = 2.5, max
     return chosen
 
 
+def ship_decoding(decoding: Path, out: Path) -> None:
+    """Copy ``decoding.json`` and the files it names into ``out`` (checked by loading them first)."""
+    load_decoding(decoding)
+    spec = json.loads(decoding.read_text(encoding="utf-8"))
+    for key in ("lm", "lexicon"):
+        if spec.get(key):
+            shutil.copyfile(decoding.parent / spec[key], out / spec[key])
+    shutil.copyfile(decoding, out / "decoding.json")
+
+
 def ship(checkpoint: Path, data: Path, out: Path, samples: int, calibration: int, lookaheads: list[int],
-         progress: bool = True) -> None:
+         progress: bool = True, decoding: Path | None = None) -> None:
     load_checkpoint(checkpoint)  # refuse a broken checkpoint before anything is written
     out.mkdir(parents=True, exist_ok=True)
+    if decoding is not None:
+        ship_decoding(decoding, out)
     shutil.copyfile(checkpoint, out / SHIPPED[("torch", "fp32")])
     rows = _test_rows(data)
     sample_rows = pick_samples(rows, samples)
@@ -85,9 +100,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--calibration", type=int, default=20, help="test utterances for the int8 reports")
     p.add_argument("--lookahead-ms", type=int, nargs="+", default=list(LOOKAHEADS_MS),
                    help="look-aheads in the bundles (the checkpoint keeps all); the first is the default")
+    p.add_argument("--decoding", type=Path, default=None, help="a decoding.json to ship with it (and its files)")
     p.add_argument("--quiet", action="store_true")
     a = p.parse_args(argv)
-    ship(a.checkpoint, a.data, a.out, a.samples, a.calibration, a.lookahead_ms, progress=not a.quiet)
+    ship(a.checkpoint, a.data, a.out, a.samples, a.calibration, a.lookahead_ms, not a.quiet, a.decoding)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from ouvir.engine.bundle import load_bundle
-from ouvir.engine.default_model import SHIPPED, default_model, root, samples
+from ouvir.engine.default_model import SHIPPED, default_decoding, default_model, root, samples
 from ouvir.engine.recognizer import Recognizer
 from ouvir.models.train.evaluate import load_audio, streaming_texts
 from ouvir.models.train.wer import word_error_rate
@@ -35,12 +35,23 @@ MAX_SHERPA_DISAGREEMENT = 0.30
 
 @pytest.fixture(scope="module")
 def texts() -> dict[tuple[str, str], list[str]]:
+    """Every build's texts of the samples with the shipped decoding (beam search, n-gram, lexicon)."""
+    decoding = default_decoding()
+    assert decoding is not None and decoding.lm is not None and decoding.lexicon is not None
     out = {}
     for backend, precision in SHIPPED:
         path, backend_name = default_model(backend, precision)
-        rec = Recognizer.open(path, backend_name, precision)
+        rec = Recognizer.open(path, backend_name, precision, search=decoding.search, lm=decoding.lm,
+                              lexicon=decoding.lexicon)
         out[(backend, precision)] = streaming_texts(rec, [load_audio(str(s.path)) for s in samples()])
     return out
+
+
+@pytest.fixture(scope="module")
+def greedy() -> list[str]:
+    """The ONNX fp32 build's greedy texts (what sherpa-onnx's greedy_search is compared with)."""
+    path, backend = default_model("onnx", "fp32")
+    return streaming_texts(Recognizer.open(path, backend), [load_audio(str(s.path)) for s in samples()])
 
 
 def test_every_build_is_installed_and_within_30_mb() -> None:
@@ -70,7 +81,9 @@ def test_ouvir_demo_prints_each_sample_and_the_wer(texts) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     out = subprocess.run([str(OUVIR), "demo", "--fast"], capture_output=True, text=True, timeout=300, env=env)
     assert out.returncode == 0, out.stderr
-    assert "onnx backend, rnnt decoder, look-ahead 480 ms" in out.stderr
+    search = default_decoding().search
+    assert (f"onnx backend, rnnt decoder (beam {search.beam} + n-gram x {search.lm_weight:g} + lexicon), "
+            "look-ahead 480 ms") in out.stderr
     for sample, hyp in zip(samples(), texts[("onnx", "fp32")], strict=True):
         assert f"{sample.path.name}:\n" in out.stdout
         assert f"  expected: {sample.text}\n  WER {100 * word_error_rate([sample.text], [hyp]):.1f} %\n" in out.stdout
@@ -79,7 +92,18 @@ def test_ouvir_demo_prints_each_sample_and_the_wer(texts) -> None:
     assert f"WER {100 * word_error_rate(refs, texts[('onnx', 'fp32')]):.1f} % over {len(refs)} samples" in out.stdout
 
 
-def test_sherpa_onnx_reads_the_default_model_and_agrees_with_ouvir(texts) -> None:
+def test_beam_zero_on_the_command_line_is_greedy(greedy, texts) -> None:
+    sample = samples()[0]
+    args = [str(OUVIR), "transcribe", str(sample.path)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    plain = subprocess.run([*args, "--beam", "0"], capture_output=True, text=True, timeout=120, env=env)
+    shipped = subprocess.run(args, capture_output=True, text=True, timeout=120, env=env)
+    assert plain.returncode == shipped.returncode == 0, (plain.stderr, shipped.stderr)
+    assert plain.stdout.split() == greedy[0].split()
+    assert shipped.stdout.split() == texts[("onnx", "fp32")][0].split()
+
+
+def test_sherpa_onnx_reads_the_default_model_and_agrees_with_ouvir(greedy) -> None:
     """sherpa-onnx runs the shipped ONNX files unchanged (its own fbank and chunking); words compared to ouvir's."""
     sherpa_onnx = pytest.importorskip("sherpa_onnx")
     from tests.export.test_sherpa_contract import sherpa_text
@@ -92,5 +116,5 @@ def test_sherpa_onnx_reads_the_default_model_and_agrees_with_ouvir(texts) -> Non
         encoder=str(path / la.encoder_next.file), decoder=str(path / heads["rnnt_decoder"].file),
         joiner=str(path / heads["rnnt_joint"].file), tokens=str(path / "tokens.txt"), decoding_method="greedy_search")
     theirs = [sherpa_text(rec, s.path) for s in samples()]
-    assert word_error_rate(texts[("onnx", "fp32")], theirs) <= MAX_SHERPA_DISAGREEMENT, theirs
+    assert word_error_rate(greedy, theirs) <= MAX_SHERPA_DISAGREEMENT, theirs
     assert word_error_rate([s.text for s in samples()], theirs) <= MAX_SAMPLE_WER, theirs
