@@ -16,6 +16,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from ouvir.engine.bench.host import peak_rss_mib
+from ouvir.engine.default_model import root, samples
 from ouvir.engine.recognizer import Recognizer
 from tests.conftest import REPO
 
@@ -99,3 +100,20 @@ def test_sigterm_mid_stream_flushes_the_final_to_a_websocket_client(onnx_bundle,
     assert rss < 200, f"peak RSS {rss:.0f} MiB: torch-free hosts stay far below torch's ~350 MiB"
     print(f"\nouvir-host on the fixture bundle: boot {boot_s:.2f} s, first partial {first_partial_s:.2f} s after "
           f"audio, peak RSS {rss:.0f} MiB")
+
+
+def test_host_with_the_default_models_decoding_gives_what_transcribe_gives(torchless):
+    """The default model's ONNX bundle with ``--decoding`` (beam search, n-gram, lexicon, numpy only): the
+    host's Finals equal ``ouvir transcribe``'s with the default model (which uses that decoding.json too)."""
+    sample = samples()[1]
+    x, rate = sf.read(sample.path, dtype="int16")
+    out = subprocess.run([sys.executable, "-m", "ouvir.engine.cli", "transcribe", str(sample.path), "--backend",
+                          "onnx", "--precision", "fp32"], capture_output=True, text=True, check=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ouvir.firmware_host.cli", str(root() / "onnx-fp32"), "--input", "stdin",
+         "--max-lag-s", "30", "--jsonl", "--decoding", str(root() / "decoding.json")], cwd=REPO, env=torchless,
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    host_out, err = proc.communicate(x.astype("<i2").tobytes(), timeout=120)
+    assert proc.returncode == 0, err.decode()
+    finals = [m["text"] for m in map(json.loads, host_out.decode().splitlines()) if m["type"] == "final"]
+    assert rate == 16000 and finals == out.stdout.splitlines() and finals
