@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ouvir.engine.audio import FileSource
-from ouvir.engine.beam import BeamSearch, load_decoding
+from ouvir.engine.beam import BeamSearch, beam_initial_state, load_decoding, rnnt_beam_step
 from ouvir.engine.bench.paths import portable_paths
 from ouvir.engine.lexicon import Lexicon
 from ouvir.engine.ngram import NgramLM
@@ -67,7 +67,10 @@ def streaming_texts(rec: Recognizer, audios: Sequence[np.ndarray]) -> list[str]:
     return texts
 
 
-def offline_texts(model_path: Path, audios: Sequence[np.ndarray], context: tuple[int, int], decoder: str) -> list[str]:
+def offline_texts(model_path: Path, audios: Sequence[np.ndarray], context: tuple[int, int], decoder: str,
+                  rec: Recognizer | None = None) -> list[str]:
+    """Whole utterances through the torch encoder; greedy heads, or ``rec``'s beam search (its heads, n-gram and
+    lexicon) over all frames at once when it has one."""
     import torch
 
     from ouvir.engine.features import log_mel
@@ -84,6 +87,12 @@ def offline_texts(model_path: Path, audios: Sequence[np.ndarray], context: tuple
             feats = torch.from_numpy(log_mel(audio, cfg.features, loaded.window, loaded.fb))[None]  # (1, F, T)
             length = torch.tensor([len(audio) // cfg.features.hop_length])
             encoded, enc_len = model.encoder(feats, length, context)  # (1, D, T')
+            if rec is not None and rec.search is not None:
+                frames = encoded[0, :, : int(enc_len[0])].T.numpy()  # (T', D)
+                state = beam_initial_state(rec.backend, cfg.blank_id)
+                state = rnnt_beam_step(rec.backend, frames, state, cfg.blank_id, rec.search, rec.lm, rec.spelling)
+                texts.append(tok.decode(list(state.best.tokens)))
+                continue
             if decoder == "ctc":
                 hyp, _ = ctc_greedy(model.ctc(encoded), enc_len, ctc_initial_state(1, cfg.blank_id))
             else:
@@ -108,7 +117,7 @@ def evaluate(model: Path, utts: Sequence[Utterance], backend: str | None, precis
                     len(utts), audio_s, time.process_time() - start, tuple(hyps))]
     if offline:
         start = time.process_time()
-        hyps = offline_texts(model, audios, tuple(rec.info.geometry.att_context_size), rec.decoder)
+        hyps = offline_texts(model, audios, tuple(rec.info.geometry.att_context_size), rec.decoder, rec)
         scores.append(Score("offline", "torch", "fp32", ms, rec.decoder, word_error_rate(refs, hyps), len(utts),
                             audio_s, time.process_time() - start, tuple(hyps)))
     return scores
@@ -182,14 +191,14 @@ def main(argv: list[str] | None = None) -> int:
                               lm if search is not None and search.lm_weight else None,
                               lexicon if search is not None and search.oov_penalty else None):
             print(score.line(), flush=True)
-            scores.append(score)
+            scores.append((score, asdict(search) if search is not None else None))
             if labels is not None:
                 breakdowns.append(breakdown(refs, score.hypotheses, labels))
                 print("          " + "  ".join(f"{k} {100 * w:.1f} %" for k, w in breakdowns[-1]["engine"].items()))
     if a.out is not None:
         report = {"model": str(a.model), "data": str(a.data), "split": a.split, "references": refs,
-                  "scores": [{**asdict(s), **({"breakdown": b} if b else {})}
-                             for s, b in zip(scores, breakdowns or [None] * len(scores), strict=True)]}
+                  "scores": [{**asdict(s), "search": search, **({"breakdown": b} if b else {})}
+                             for (s, search), b in zip(scores, breakdowns or [None] * len(scores), strict=True)]}
         a.out.write_text(json.dumps(portable_paths(report), indent=1))
     return 0
 

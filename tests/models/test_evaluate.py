@@ -51,3 +51,21 @@ def test_breakdown_by_synthesizer_and_voice(nemo_dir, tmp_path, capsys):
     assert score["breakdown"]["voice"] == {"espeak-ng:en-us+m7": 0.0, "flite:rms": wrong}
     assert f"espeak-ng 0.0 %  flite {100 * wrong:.1f} %" in capsys.readouterr().out
     assert breakdown(["a b", "c d"], ["a b", "c"], [{"engine": "x", "voice": "x:1"}] * 2)["engine"] == {"x": 0.25}
+
+
+def test_beam_search_streaming_and_offline(nemo_dir, tmp_path, capsys):
+    """--beam: the streaming engine's beam search and the same search over the offline encoder's frames; on the
+    fixture (NeMo's model reads it cleanly) both find NeMo's own greedy transcript."""
+    ref = json.loads((nemo_dir / "hybrid_multi_reference.json").read_text())
+    streaming, offline = ref["streaming"]["c70_13"]["rnnt_text"], ref["offline"]["c70_13"]["rnnt_text"]
+    shutil.copy(nemo_dir / "test_audio.wav", tmp_path / "a.wav")
+    (tmp_path / "test.jsonl").write_text(json.dumps({"audio_filepath": "a.wav", "duration": 8.0,
+                                                     "text": streaming}) + "\n")
+    report = tmp_path / "report.json"
+    assert main(["--model", str(nemo_dir / "hybrid_multi.nemo"), "--data", str(tmp_path), "--lookahead-ms", "1040",
+                 "--offline", "--beam", "4", "--out", str(report)]) == 0
+    scores = json.loads(report.read_text())["scores"]
+    assert [s["mode"] for s in scores] == ["streaming", "offline"]
+    assert [s["hypotheses"] for s in scores] == [[streaming], [offline]]
+    assert scores[0]["search"] == {"beam": 4, "lm_weight": 0.0, "token_bonus": 0.0, "oov_penalty": 0.0}
+    assert "beam 4, lm weight 0.0" in capsys.readouterr().out
