@@ -14,17 +14,22 @@ from ouvir.models.train.wer import word_error_rate
 pytest.importorskip("torch")
 
 
-def test_streaming_and_offline_wer_against_nemos_transcripts(nemo_dir, tmp_path, capsys):
+def _streaming_and_offline(nemo_dir, folder, ctx, lookahead_ms, *options):
+    """Evaluate the fixture model on its audio, transcribed as NeMo's streaming text at ``ctx``, streaming and
+    offline: (NeMo's streaming text, NeMo's offline text, the report's scores)."""
     ref = json.loads((nemo_dir / "hybrid_multi_reference.json").read_text())
-    streaming, offline = ref["streaming"]["c70_0"]["rnnt_text"], ref["offline"]["c70_0"]["rnnt_text"]
-    shutil.copy(nemo_dir / "test_audio.wav", tmp_path / "a.wav")
-    (tmp_path / "test.jsonl").write_text(json.dumps({"audio_filepath": "a.wav", "duration": 8.0,
-                                                     "text": streaming}) + "\n")
-    report = tmp_path / "report.json"
-    argv = ["--model", str(nemo_dir / "hybrid_multi.nemo"), "--data", str(tmp_path), "--lookahead-ms", "0",
-            "--offline", "--out", str(report)]
-    assert main(argv) == 0
-    scores = json.loads(report.read_text())["scores"]
+    streaming, offline = ref["streaming"][ctx]["rnnt_text"], ref["offline"][ctx]["rnnt_text"]
+    shutil.copy(nemo_dir / "test_audio.wav", folder / "a.wav")
+    (folder / "test.jsonl").write_text(json.dumps({"audio_filepath": "a.wav", "duration": 8.0, "text": streaming})
+                                       + "\n")
+    report = folder / "report.json"
+    assert main(["--model", str(nemo_dir / "hybrid_multi.nemo"), "--data", str(folder), "--lookahead-ms",
+                 str(lookahead_ms), "--offline", "--out", str(report), *options]) == 0
+    return streaming, offline, json.loads(report.read_text())["scores"]
+
+
+def test_streaming_and_offline_wer_against_nemos_transcripts(nemo_dir, tmp_path, capsys):
+    streaming, offline, scores = _streaming_and_offline(nemo_dir, tmp_path, "c70_0", 0)
     assert [s["mode"] for s in scores] == ["streaming", "offline"]
     assert scores[0]["hypotheses"] == [streaming] and scores[0]["wer"] == 0.0
     assert scores[1]["hypotheses"] == [offline]
@@ -56,15 +61,7 @@ def test_breakdown_by_synthesizer_and_voice(nemo_dir, tmp_path, capsys):
 def test_beam_search_streaming_and_offline(nemo_dir, tmp_path, capsys):
     """--beam: the streaming engine's beam search and the same search over the offline encoder's frames; on the
     fixture (NeMo's model reads it cleanly) both find NeMo's own greedy transcript."""
-    ref = json.loads((nemo_dir / "hybrid_multi_reference.json").read_text())
-    streaming, offline = ref["streaming"]["c70_13"]["rnnt_text"], ref["offline"]["c70_13"]["rnnt_text"]
-    shutil.copy(nemo_dir / "test_audio.wav", tmp_path / "a.wav")
-    (tmp_path / "test.jsonl").write_text(json.dumps({"audio_filepath": "a.wav", "duration": 8.0,
-                                                     "text": streaming}) + "\n")
-    report = tmp_path / "report.json"
-    assert main(["--model", str(nemo_dir / "hybrid_multi.nemo"), "--data", str(tmp_path), "--lookahead-ms", "1040",
-                 "--offline", "--beam", "4", "--out", str(report)]) == 0
-    scores = json.loads(report.read_text())["scores"]
+    streaming, offline, scores = _streaming_and_offline(nemo_dir, tmp_path, "c70_13", 1040, "--beam", "4")
     assert [s["mode"] for s in scores] == ["streaming", "offline"]
     assert [s["hypotheses"] for s in scores] == [[streaming], [offline]]
     assert scores[0]["search"] == {"beam": 4, "lm_weight": 0.0, "token_bonus": 0.0, "oov_penalty": 0.0}
