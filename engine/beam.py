@@ -52,6 +52,15 @@ class Decoding(NamedTuple):
     lexicon: Lexicon | None
 
 
+def describe(search: BeamSearch | None, lm: NgramLM | None, lexicon: Lexicon | Spelling | None) -> str:
+    """How a recognizer decodes, for a log line: "" (greedy) or " (beam 8 + n-gram x 0.3 + lexicon)"."""
+    if search is None:
+        return ""
+    fused = f" + n-gram x {search.lm_weight:g}" if lm is not None and search.lm_weight else ""
+    held = " + lexicon" if lexicon is not None and search.oov_penalty else ""
+    return f" (beam {search.beam}{fused}{held})"
+
+
 def load_decoding(path: Path) -> Decoding:
     """``decoding.json``: the ``BeamSearch`` fields, ``lm`` (an n-gram file beside it, or null) and ``lexicon`` (a
     word list beside it, or null)."""
@@ -113,32 +122,30 @@ def rnnt_beam_step(heads: TransducerHeads, encoded: np.ndarray, state: BeamState
             scores[:, :blank] += search.lm_weight * np.stack([lm.log_probs(h.context) for h in hyps])  # (B, V)
         flat = scores.ravel()  # (B * (V+1),) a view: penalties land in scores too
         if spelling is not None and search.oov_penalty:
-            n = min(4 * search.beam, flat.size)
-            top = np.argpartition(-flat, n - 1)[:n]
+            top = np.argpartition(-flat, min(4 * search.beam, flat.size) - 1)[: 4 * search.beam]
             for i in top:
                 b, k = divmod(int(i), scores.shape[1])
                 if k != blank and spelling.step(hyps[b].word, k)[1]:
                     flat[i] -= search.oov_penalty
-            top = top[np.argsort(-flat[top])][: search.beam]
         else:
             top = np.argpartition(-flat, min(search.beam, flat.size - 1))[: search.beam]
         merged: dict[tuple[int, ...], tuple[float, int, int]] = {}  # tokens -> (score, parent, token or blank)
-        for i in top[np.argsort(-flat[top])]:
+        for i in top[np.argsort(-flat[top])][: search.beam]:
             b, k = divmod(int(i), scores.shape[1])
             key = hyps[b].tokens if k == blank else (*hyps[b].tokens, k)
             old = merged.get(key)
             merged[key] = (float(flat[i]), b, k) if old is None else (float(np.logaddexp(old[0], flat[i])), *old[1:])
-        grown = [(s, b, k) for s, b, k in merged.values() if k != blank]
+        grown = {(b, k): i for i, (b, k) in enumerate((b, k) for _, b, k in merged.values() if k != blank)}
         if grown:
-            predictor = stack_batch([hyps[b].predictor for _, b, _ in grown], PREDICTOR_BATCH_AXES)
-            prediction, predictor = heads.predict(np.array([k for _, _, k in grown], dtype=np.int64), predictor)
+            predictor = stack_batch([hyps[b].predictor for b, _ in grown], PREDICTOR_BATCH_AXES)
+            prediction, predictor = heads.predict(np.array([k for _, k in grown], dtype=np.int64), predictor)
         new = []
         for score, b, k in merged.values():
             h = hyps[b]
             if k == blank:
                 new.append(h._replace(score=score))
                 continue
-            i = next(j for j, g in enumerate(grown) if g[1] == b and g[2] == k)
+            i = grown[(b, k)]
             word = spelling.step(h.word, k)[0] if spelling is not None else h.word
             new.append(Hypothesis((*h.tokens, k), (*h.frames, frame), score, (*h.context, k)[-keep:], word,
                                   batch_row(predictor, i, PREDICTOR_BATCH_AXES), prediction[i : i + 1]))

@@ -37,7 +37,7 @@ from typing import TextIO
 from ouvir.engine.audio.sources import AudioSource
 from ouvir.engine.audio.writer import audio_writer
 from ouvir.engine.backends import BACKENDS, PRECISIONS
-from ouvir.engine.beam import BeamSearch
+from ouvir.engine.beam import BeamSearch, describe
 from ouvir.engine.bench.cli import add_bench_parser
 from ouvir.engine.bench.host import add_bench_host_parser
 from ouvir.engine.bundle import BundleError, add_verify_parser
@@ -130,14 +130,6 @@ def open_recognizer(args: argparse.Namespace) -> Recognizer:
                            lexicon=lexicon)
 
 
-def _search_text(rec: Recognizer) -> str:
-    if rec.search is None:
-        return ""
-    fused = f" + n-gram x {rec.search.lm_weight:g}" if rec.lm is not None else ""
-    held = " + lexicon" if rec.spelling is not None and rec.search.oov_penalty else ""
-    return f" (beam {rec.search.beam}{fused}{held})"
-
-
 def _open_input(path: Path, args: argparse.Namespace) -> AudioSource:
     """A file, or headerless PCM on stdin for ``-``; either is converted to 16 kHz mono once, here."""
     from ouvir.engine.audio import FileSource, RawSource
@@ -171,9 +163,9 @@ def demo(args: argparse.Namespace) -> int:
     from ouvir.models.train.wer import word_error_rate
 
     rec = open_recognizer(args)
-    print(f"ouvir demo: {rec.backend.name} backend, {rec.decoder} decoder{_search_text(rec)}, "
-          f"look-ahead {rec.info.lookahead_ms} ms"
-          f"{', real time' if args.realtime else ''}", file=sys.stderr)
+    decoding = describe(rec.search, rec.lm, rec.spelling)
+    print(f"ouvir demo: {rec.backend.name} backend, {rec.decoder} decoder{decoding}, "
+          f"look-ahead {rec.info.lookahead_ms} ms{', real time' if args.realtime else ''}", file=sys.stderr)
     refs, hyps = [], []
     stop = threading.Event()
     with interrupt_stops(stop.set):

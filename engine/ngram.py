@@ -70,9 +70,9 @@ class NgramLM:
         out = np.full(self.vocab, -np.log(self.vocab), dtype=np.float32)
         for k in range(len(context) + 1):
             level = self._levels[k]
-            h = context[len(context) - k :]
-            i = int(np.searchsorted(level.keys, context_key(h)))
-            if i == len(level.keys) or level.keys[i] != context_key(h):
+            key = context_key(context[len(context) - k :])
+            i = int(np.searchsorted(level.keys, key))
+            if i == len(level.keys) or level.keys[i] != key:
                 break  # an unseen context: every longer one is unseen too
             out += level.backoff[i]
             lo, hi = level.offsets[i], level.offsets[i + 1]

@@ -187,9 +187,8 @@ def main(argv: list[str] | None = None) -> int:
         if search is not None:
             print(f"beam {search.beam}, lm weight {search.lm_weight}, token bonus {search.token_bonus}, "
                   f"oov penalty {search.oov_penalty}", flush=True)
-        for score in evaluate(a.model, utts, a.backend, a.precision, ms, a.decoder, a.offline, search,
-                              lm if search is not None and search.lm_weight else None,
-                              lexicon if search is not None and search.oov_penalty else None):
+        fused = (lm, lexicon) if search is not None else (None, None)  # the search ignores a weight or penalty of 0
+        for score in evaluate(a.model, utts, a.backend, a.precision, ms, a.decoder, a.offline, search, *fused):
             print(score.line(), flush=True)
             scores.append((score, asdict(search) if search is not None else None))
             if labels is not None:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ouvir.engine.beam import load_decoding
+from ouvir.engine.beam import describe, load_decoding
 from ouvir.engine.bench.paths import portable_paths
 from ouvir.models.train.batching import read_split
 from ouvir.models.train.evaluate import evaluate, load_audio
@@ -98,12 +98,11 @@ def compare(model: Path, data: Path, backend: str | None, precision: str | None,
     audio_s = sum(u.duration for u in utts)
     search, lm, lexicon = load_decoding(decoding) if decoding is not None else (None, None, None)
     score = evaluate(model, utts, backend, precision, lookahead_ms, decoder, False, search, lm, lexicon)[0]
-    beam = "" if search is None else f", beam {search.beam}" + (f" + n-gram x {search.lm_weight:g}" if lm else "")
-    beam += " + lexicon" if lexicon is not None else ""
     ours = [normalize_text(h) for h in score.hypotheses]
     theirs = [normalize_text(h) for h in pocketsphinx_texts([load_audio(u.path) for u in utts])]
     systems = (
-        System("ouvir", f"{score.backend} {score.precision} {score.lookahead_ms} ms {score.decoder}{beam}",
+        System("ouvir", f"{score.backend} {score.precision} {score.lookahead_ms} ms {score.decoder}"
+               f"{describe(search, lm, lexicon)}",
                word_error_rate(refs, ours)),
         System("pocketsphinx", f"pocketsphinx {version('pocketsphinx')}, bundled en-us model",
                word_error_rate(refs, theirs)),

@@ -3,7 +3,7 @@ lexicon (engine/lexicon.py): the dictionary every corpus word comes from (wameri
 reads it).
 
     python -m ouvir.models.train.lm --tokenizer pkg/default_model/onnx-fp32/tokenizer.model --out lm.npz \
-        --lexicon lexicon.txt.gz
+        --lexicon lexicon.txt.gz      # the defaults built the shipped lm.npz (0.94 MB)
 
 Only ``Corpus.train`` sentences are counted: the held-out test sentences (``text.is_test_text``) never are, so the
 test set's WER with the LM measures sentences the LM has not seen, from the same kinds of text.
@@ -27,8 +27,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tokenizer", type=Path, required=True, help="the model's SentencePiece tokenizer.model")
     p.add_argument("--out", type=Path, required=True, help="the .npz to write")
     p.add_argument("--order", type=int, default=6)
-    p.add_argument("--discount", type=float, default=0.7)
-    p.add_argument("--min-count", type=int, default=2, help="drop n-grams (length >= 3) seen fewer times")
+    p.add_argument("--discount", type=float, default=0.8)
+    p.add_argument("--min-count", type=int, default=3, help="drop n-grams (length >= 3) seen fewer times")
     p.add_argument("--corpus", type=Path, help="a saved corpus (text.save_corpus) instead of the Debian texts")
     p.add_argument("--lexicon", type=Path, help="also write the dictionary's words here (gzip text)")
     a = p.parse_args(argv)
