@@ -59,6 +59,8 @@ class Stream:
         self.features = StreamingLogMel(info.features, info.window, info.filterbank)
         self.scheduler = ChunkScheduler(info.geometry, info.features.features)
         self.encoder_state = encoder_state
+        # (batched state, row): the encoder call whose output ``encoder_state`` is a row of (a view, not a copy)
+        self.encoder_batch: tuple[EncoderState, int] | None = None
         self.decoder_state = decoder_state
         self.input_rate: int | None = None  # the rate of the first accept_waveform call
         self.input_samples = 0  # samples given to accept_waveform, at input_rate
@@ -220,13 +222,13 @@ class Recognizer:
         widths = [c.features.shape[1] for _, c in group]
         chunks = np.stack([np.pad(c.features, ((0, 0), (0, max(widths) - w))) for (_, c), w in zip(group, widths,
                                                                                                     strict=True)])
-        state = stack_batch([s.encoder_state for s, _ in group], ENCODER_BATCH_AXES)
-        encoded, lengths, state = self.backend.encode(
-            chunks, np.array(widths, dtype=np.int64), state, first
-        )  # (B, T', D), (B,)
         streams = [s for s, _ in group]
+        encoded, lengths, state = self.backend.encode(
+            chunks, np.array(widths, dtype=np.int64), _batched_state(streams), first
+        )  # (B, T', D), (B,)
         for b, stream in enumerate(streams):
             stream.encoder_state = batch_row(state, b, ENCODER_BATCH_AXES)
+            stream.encoder_batch = (state, b)
         valid = [encoded[b, : int(n)] for b, n in enumerate(lengths)]  # (T_b, D) each
         blank = self.info.blank_id
         if self.search is not None:
@@ -321,3 +323,16 @@ class Recognizer:
 
     def _segment_start_s(self, stream: Stream) -> float:
         return stream.segment_start_frame * self.info.frame_s
+
+
+def _batched_state(streams: list[Stream]) -> EncoderState:
+    """The streams' encoder states as one batch. When they are, in order, all the rows of the state one encoder call
+    returned (a server's steady state: the same streams every round), that state itself, nothing copied; else their
+    rows stacked."""
+    batch = streams[0].encoder_batch
+    if batch is not None and len(batch[0].cache_last_channel_len) == len(streams) and all(
+        s.encoder_batch is not None and s.encoder_batch[0] is batch[0] and s.encoder_batch[1] == b
+        for b, s in enumerate(streams)
+    ):
+        return batch[0]
+    return stack_batch([s.encoder_state for s in streams], ENCODER_BATCH_AXES)

@@ -10,6 +10,18 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 NEMO_FIXTURES = Path(os.environ.get("OUVIR_NEMO_FIXTURES", REPO / "tests" / "fixtures" / "nemo"))
 FIXTURE_MODELS = ("hybrid_multi", "ctc_conformer")
+# Folders whose session fixtures export bundles (tests/export: per session; tests/firmware_host: into pytest's
+# cache): under pytest-xdist each such folder runs on one worker, so every bundle is exported once.
+SHARED_FIXTURE_FOLDERS = ("export", "firmware_host")
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """``make test`` runs the suite on every core (pytest-xdist, ``--dist loadgroup``): one worker takes a whole test
+    file (its module fixtures are built once), or a whole folder of ``SHARED_FIXTURE_FOLDERS``."""
+    for item in items:
+        path = Path(str(item.fspath)).resolve().relative_to(REPO / "tests")
+        group = path.parts[0] if path.parts[0] in SHARED_FIXTURE_FOLDERS else path.as_posix()
+        item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture(scope="session")

@@ -92,10 +92,11 @@ def stack_batch(states: Sequence[S], axes: tuple[int, ...]) -> S:
 
 
 def batch_row(state: S, b: int, axes: tuple[int, ...]) -> S:
-    """Stream ``b`` of a batched state, batch axes kept (size 1)."""
+    """Stream ``b`` of a batched state, batch axes kept (size 1): views into the batch, nothing copied (states are
+    never written in place)."""
     if state[0].shape[axes[0]] == 1:
         return state
-    return type(state)(*(np.take(x, [b], axis=a) for x, a in zip(state, axes, strict=True)))
+    return type(state)(*(x[(slice(None),) * a + (slice(b, b + 1),)] for x, a in zip(state, axes, strict=True)))
 
 
 class Backend(Protocol):

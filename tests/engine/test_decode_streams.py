@@ -29,18 +29,23 @@ RUNS = [
 
 
 class SpyBackend:
-    """The backend, recording each encoder call's (first, chunk_len)."""
+    """The backend, recording each encoder call's (first, chunk_len) and whether its state was the previous call's
+    output handed back whole (the streams' rows not copied into a new batch)."""
 
     def __init__(self, backend) -> None:
         self.backend = backend
         self.calls: list[tuple[bool, list[int]]] = []
+        self.reused: list[bool] = []
+        self.last = None
 
     def __getattr__(self, name):
         return getattr(self.backend, name)
 
     def encode(self, chunk, chunk_len, state, first):
         self.calls.append((first, chunk_len.tolist()))
-        return self.backend.encode(chunk, chunk_len, state, first)
+        self.reused.append(state is self.last)
+        encoded, lengths, self.last = self.backend.encode(chunk, chunk_len, state, first)
+        return encoded, lengths, self.last
 
 
 def _wav(path) -> np.ndarray:
@@ -126,6 +131,8 @@ def test_batched_streams_get_the_events_of_one_at_a_time(nemo_dir, name, backend
     assert any(first and len(lengths) > 1 for first, lengths in spy.calls)
     assert any(not first and len(set(lengths)) > 1 for first, lengths in spy.calls)
     assert len(spy.calls) < len(one.calls) / 2
+    # The same streams in consecutive calls: the batch of the call before goes back in, nothing stacked.
+    assert any(reused and len(lengths) > 1 for reused, (_, lengths) in zip(spy.reused, spy.calls, strict=True))
 
 
 @pytest.mark.parametrize("precision", ["fp32", "int8"])
