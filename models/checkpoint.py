@@ -1,8 +1,9 @@
 """ouvir's own checkpoint: an uncompressed tar read back through the safe archive reader.
 
 Members: ``ouvir.json`` (format, version, ``ModelConfig.to_dict()``), ``weights.pt`` (the model's state
-dict, ``torch.save``; loaded with ``weights_only=True``), ``frontend.pt`` (window and filterbank) and
-``tokenizer.model`` (SentencePiece). Writing is atomic (temporary file, then rename).
+dict, ``torch.save``, float32 or float16 weights; loaded with ``weights_only=True`` into the float32 model),
+``frontend.pt`` (window and filterbank) and ``tokenizer.model`` (SentencePiece). Writing is atomic (temporary
+file, then rename).
 """
 
 from __future__ import annotations
@@ -32,10 +33,12 @@ def _torch_bytes(obj: object) -> bytes:
     return buf.getvalue()
 
 
-def save_checkpoint(path: str | Path, loaded: LoadedModel) -> None:
+def save_checkpoint(path: str | Path, loaded: LoadedModel, half: bool = False) -> None:
+    """``half``: floating-point weights stored as float16 (half the file); they load back into the float32 model,
+    which computes in float32 as always (what the default model ships: its builds are exported from those weights)."""
     path = Path(path)
     meta = {"format": FORMAT, "version": VERSION, "config": loaded.config.to_dict()}
-    weights = {k: v.detach().cpu().contiguous() for k, v in loaded.model.state_dict().items()}
+    weights = {k: _stored(v.detach().cpu().contiguous(), half) for k, v in loaded.model.state_dict().items()}
     frontend = {"window": torch.from_numpy(loaded.window.copy()), "fb": torch.from_numpy(loaded.fb.copy())}
     members = {
         META: json.dumps(meta, indent=1, ensure_ascii=False).encode(),
@@ -50,6 +53,10 @@ def save_checkpoint(path: str | Path, loaded: LoadedModel) -> None:
             info.size, info.mode = len(data), 0o644
             tar.addfile(info, io.BytesIO(data))
     os.replace(tmp, path)
+
+
+def _stored(tensor: torch.Tensor, half: bool) -> torch.Tensor:
+    return tensor.half() if half and tensor.is_floating_point() else tensor
 
 
 def load_tensors(data: bytes, what: str) -> dict[str, torch.Tensor]:

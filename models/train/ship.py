@@ -4,10 +4,11 @@
     python -m ouvir.models.train.ship runs/small/best-step0004000.ouvir --data /work/data/synth_all \\
         --out pkg/default_model
 
-writes ``model.ouvir``, the ``onnx-fp32``, ``onnx-int8`` and ``pte-int8`` bundles (int8: dynamic scales,
-with the accuracy report measured on ``--calibration`` held-out test utterances and their texts; the bundles
-hold the default 480 ms look-ahead only, to stay within the 30 MB the repository allows the model; `ouvir export`
-makes bundles of the others from `model.ouvir`, which has all four) and
+writes ``model.ouvir`` (its weights stored as float16: the float32 model loads them, and every build is exported
+from them, so all builds share exactly these weights), the ``onnx-fp32``, ``onnx-int8`` and ``pte-int8`` bundles
+(int8: dynamic scales, with the accuracy report measured on ``--calibration`` held-out test utterances and their
+texts; the bundles hold the default 480 ms look-ahead only, to stay within the 30 MB the repository allows the
+model; `ouvir export` makes bundles of the others from `model.ouvir`, which has all four) and
 ``samples/`` (a few held-out test utterances, one per TTS engine, with ``samples.jsonl``). Only the test split
 of ``--data`` is read: every sample and calibration utterance is a held-out voice and sentence. ``--decoding``
 copies a ``decoding.json`` and the n-gram and lexicon it names (engine/beam.py) beside them: the decoding the
@@ -26,7 +27,7 @@ from typing import Any
 from ouvir.engine.beam import load_decoding
 from ouvir.engine.default_model import SHIPPED
 from ouvir.export.bundle import export_bundle
-from ouvir.models.checkpoint import load_checkpoint
+from ouvir.models.checkpoint import load_checkpoint, save_checkpoint
 
 LOOKAHEADS_MS = (480,)  # the default: with 480 + 80 ms the four builds measured 32.7 MB, over the 30 MB allowed
 BUILDS = {name: (backend, precision) for (backend, precision), name in SHIPPED.items() if backend != "torch"}
@@ -66,11 +67,12 @@ def ship_decoding(decoding: Path, out: Path) -> None:
 
 def ship(checkpoint: Path, data: Path, out: Path, samples: int, calibration: int, lookaheads: list[int],
          progress: bool = True, decoding: Path | None = None) -> None:
-    load_checkpoint(checkpoint)  # refuse a broken checkpoint before anything is written
+    loaded = load_checkpoint(checkpoint)  # refuse a broken checkpoint before anything is written
     out.mkdir(parents=True, exist_ok=True)
     if decoding is not None:
         ship_decoding(decoding, out)
-    shutil.copyfile(checkpoint, out / SHIPPED[("torch", "fp32")])
+    shipped = out / SHIPPED[("torch", "fp32")]
+    save_checkpoint(shipped, loaded, half=True)  # every build below has these same weights
     rows = _test_rows(data)
     sample_rows = pick_samples(rows, samples)
     sample_dir = out / "samples"
@@ -86,7 +88,7 @@ def ship(checkpoint: Path, data: Path, out: Path, samples: int, calibration: int
     calib = rows[::step][:calibration]
     for name, (backend, precision) in BUILDS.items():
         quantize = "int8" if precision == "int8" else "none"
-        export_bundle(checkpoint, out / name, backend, quantize, [r["path"] for r in calib], lookaheads,
+        export_bundle(shipped, out / name, backend, quantize, [r["path"] for r in calib], lookaheads,
                       references=[r["text"] for r in calib], force=True, progress=progress)
         print(f"{out / name}: done", file=sys.stderr)
 

@@ -57,6 +57,23 @@ def test_round_trip(tmp_path, nemo_dir, name):
                                                           "weights.pt"]
 
 
+def test_half_stores_float16_and_loads_the_rounded_weights_in_float32(tmp_path, nemo_dir):
+    original = load_nemo(nemo_dir / "hybrid_multi.nemo")
+    save_checkpoint(tmp_path / "full.ouvir", original)
+    save_checkpoint(tmp_path / "half.ouvir", original, half=True)
+    full, half = (read_members(tmp_path / f"{n}.ouvir", lambda n: n == "weights.pt")["weights.pt"]
+                  for n in ("full", "half"))
+    assert len(half) < 0.55 * len(full)
+    stored = torch.load(io.BytesIO(half))
+    restored = load_checkpoint(tmp_path / "half.ouvir").model.state_dict()
+    for name, weight in original.model.state_dict().items():
+        if weight.is_floating_point():
+            assert stored[name].dtype == torch.float16 and restored[name].dtype == torch.float32
+            assert torch.equal(restored[name], weight.half().float()), name
+        else:  # e.g. BatchNorm's step count
+            assert torch.equal(restored[name], weight)
+
+
 def _rewrite(src, dst, **replace: bytes):
     members = {**read_members(src, lambda n: True), **replace}
     with tarfile.open(dst, "w") as tar:
