@@ -17,11 +17,16 @@ SHARED_FIXTURE_FOLDERS = ("export", "firmware_host")
 
 def pytest_collection_modifyitems(config, items) -> None:
     """``make test`` runs the suite on every core (pytest-xdist, ``--dist loadgroup``): one worker takes a whole test
-    file (its module fixtures are built once), or a whole folder of ``SHARED_FIXTURE_FOLDERS``."""
+    file (its module fixtures are built once), or a whole folder of ``SHARED_FIXTURE_FOLDERS``. Groups holding a
+    ``slow`` test go first (in collection order otherwise, ``--no-loadscope-reorder``), so that no worker is left
+    alone with a long one at the end."""
+    groups = {}
     for item in items:
         path = Path(str(item.fspath)).resolve().relative_to(REPO / "tests")
-        group = path.parts[0] if path.parts[0] in SHARED_FIXTURE_FOLDERS else path.as_posix()
-        item.add_marker(pytest.mark.xdist_group(group))
+        groups[item.nodeid] = path.parts[0] if path.parts[0] in SHARED_FIXTURE_FOLDERS else path.as_posix()
+        item.add_marker(pytest.mark.xdist_group(groups[item.nodeid]))
+    slow = {groups[item.nodeid] for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: groups[item.nodeid] not in slow)
 
 
 @pytest.fixture(scope="session")
