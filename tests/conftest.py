@@ -15,6 +15,13 @@ FIXTURE_MODELS = ("hybrid_multi", "ctc_conformer")
 SHARED_FIXTURE_FOLDERS = ("export", "firmware_host")
 
 
+def pytest_configure(config) -> None:
+    """Under pytest-xdist the workers share the cores: torch in each (and the programs tests start) runs one thread;
+    two threads spin-waiting against another worker run many times slower."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
 def pytest_collection_modifyitems(config, items) -> None:
     """``make test`` runs the suite on every core (pytest-xdist, ``--dist loadgroup``): one worker takes a whole test
     file (its module fixtures are built once), or a whole folder of ``SHARED_FIXTURE_FOLDERS``. Groups holding a
