@@ -1,7 +1,7 @@
 """The model ouvir ships: a small hybrid RNNT+CTC streaming FastConformer trained on synthetic speech
 (models/train/), installed with the package as ``ouvir/default_model/``:
 
-    model.ouvir     the checkpoint (torch backend, fp32)
+    model.ouvir     the checkpoint (torch backend, fp32; its weights stored as float16, the builds made from them)
     onnx-fp32/      bundle (onnxruntime)
     onnx-int8/      bundle (onnxruntime, int8)
     pte-int8/       bundle (ExecuTorch / XNNPACK, int8)
