@@ -29,7 +29,7 @@ def pytest_collection_modifyitems(config, items) -> None:
     alone with a long one at the end."""
     groups = {}
     for item in items:
-        path = Path(str(item.fspath)).resolve().relative_to(REPO / "tests")
+        path = item.path.resolve().relative_to(REPO / "tests")
         groups[item.nodeid] = path.parts[0] if path.parts[0] in SHARED_FIXTURE_FOLDERS else path.as_posix()
         item.add_marker(pytest.mark.xdist_group(groups[item.nodeid]))
     slow = {groups[item.nodeid] for item in items if item.get_closest_marker("slow")}
