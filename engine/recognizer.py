@@ -58,9 +58,9 @@ class Stream:
         self.info = info
         self.features = StreamingLogMel(info.features, info.window, info.filterbank)
         self.scheduler = ChunkScheduler(info.geometry, info.features.features)
-        self.encoder_state = encoder_state
-        # (batched state, row): the encoder call whose output ``encoder_state`` is a row of (a view, not a copy)
-        self.encoder_batch: tuple[EncoderState, int] | None = None
+        # The encoder state: row b of the (batched) state the stream's last encoder call returned, kept whole so
+        # that the same streams' next call can take it back uncopied.
+        self.encoder_batch: tuple[EncoderState, int] = (encoder_state, 0)
         self.decoder_state = decoder_state
         self.input_rate: int | None = None  # the rate of the first accept_waveform call
         self.input_samples = 0  # samples given to accept_waveform, at input_rate
@@ -227,7 +227,6 @@ class Recognizer:
             chunks, np.array(widths, dtype=np.int64), _batched_state(streams), first
         )  # (B, T', D), (B,)
         for b, stream in enumerate(streams):
-            stream.encoder_state = batch_row(state, b, ENCODER_BATCH_AXES)
             stream.encoder_batch = (state, b)
         valid = [encoded[b, : int(n)] for b, n in enumerate(lengths)]  # (T_b, D) each
         blank = self.info.blank_id
@@ -328,11 +327,10 @@ class Recognizer:
 def _batched_state(streams: list[Stream]) -> EncoderState:
     """The streams' encoder states as one batch. When they are, in order, all the rows of the state one encoder call
     returned (a server's steady state: the same streams every round), that state itself, nothing copied; else their
-    rows stacked."""
-    batch = streams[0].encoder_batch
-    if batch is not None and len(batch[0].cache_last_channel_len) == len(streams) and all(
-        s.encoder_batch is not None and s.encoder_batch[0] is batch[0] and s.encoder_batch[1] == b
-        for b, s in enumerate(streams)
+    rows (views) stacked."""
+    batch = streams[0].encoder_batch[0]
+    if len(batch.cache_last_channel_len) == len(streams) and all(
+        s.encoder_batch[0] is batch and s.encoder_batch[1] == b for b, s in enumerate(streams)
     ):
-        return batch[0]
-    return stack_batch([s.encoder_state for s in streams], ENCODER_BATCH_AXES)
+        return batch
+    return stack_batch([batch_row(*s.encoder_batch, ENCODER_BATCH_AXES) for s in streams], ENCODER_BATCH_AXES)
